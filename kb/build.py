@@ -1,0 +1,192 @@
+"""Build the index from the corpus, re-embedding only documents whose content changed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from kb.chunk import Passage, chunk_text
+from kb.embed import Embedder, get_embedder
+from kb.index import FORMAT_VERSION, IndexProblem, IndexStore, StoredDocument
+from kb.ingest import Document, read_corpus
+from kb.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Bump when chunking or the text given to the embedder changes, so old vectors are not reused.
+CHUNKER_VERSION = 1
+
+ProgressFactory = Callable[[int], Callable[[int], None]]
+
+
+@dataclass
+class BuildReport:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
+    passages_embedded: int = 0
+    passages: int = 0
+    documents: int = 0
+    seconds: float = 0.0
+    written: bool = False
+    reason: str = ""
+    index_path: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts under the plain keys, the document ids under ``ids``."""
+        data = asdict(self)
+        ids = {key: data.pop(key) for key in ("added", "changed", "removed", "unchanged", "skipped_files")}
+        return {**{key: len(value) for key, value in ids.items()}, **data, "ids": ids}
+
+    def summary(self) -> str:
+        if not self.written:
+            return f"index up to date: {self.documents} documents, {self.passages} passages ({self.reason})"
+        return (
+            f"index built in {self.seconds:.1f}s: {len(self.added)} added, {len(self.changed)} changed, "
+            f"{len(self.removed)} removed, {len(self.unchanged)} unchanged documents; "
+            f"{self.passages_embedded} of {self.passages} passages embedded ({self.reason})"
+        )
+
+
+def build_config(settings: Settings) -> dict[str, Any]:
+    """What the vectors depend on besides the text; a change re-embeds everything."""
+    return {
+        "model": settings.model,
+        "chunk_tokens": settings.chunk_tokens,
+        "chunk_overlap": settings.chunk_overlap,
+        "chunker_version": CHUNKER_VERSION,
+    }
+
+
+def embedding_text(document: Document | StoredDocument, passage: Passage) -> str:
+    """The text given to the model for a passage (the passage itself; its span stays exact)."""
+    return passage.text
+
+
+def build_index(
+    settings: Settings,
+    force: bool = False,
+    embedder: Embedder | None = None,
+    progress: ProgressFactory | None = None,
+) -> BuildReport:
+    """Bring the index in line with the corpus; writes a new build only when something changed."""
+    began = time.perf_counter()
+    store = IndexStore(settings.index_dir)
+    report = BuildReport()
+    with store.lock():
+        documents = read_corpus(settings.corpus_dir, report.skipped_files)
+        config = build_config(settings)
+        old = None
+        reason = "no previous index"
+        if store.current_path() is not None:
+            try:
+                old = store.load()
+            except IndexProblem as exc:
+                reason = f"previous index unreadable, rebuilding everything: {exc}"
+                log.warning(reason)
+        if old is not None and old.manifest.get("config") != config:
+            reason = f"settings changed ({_config_change(old.manifest.get('config'), config)}), re-embedding everything"
+            log.warning(reason)
+            old = None
+        elif old is not None and force:
+            reason, old = "forced full rebuild", None
+        elif old is not None:
+            reason = "documents changed"
+
+        old_docs = old.documents if old else {}
+        new_ids = {d.id for d in documents}
+        for document in documents:
+            previous = old_docs.get(document.id)
+            if previous is None:
+                report.added.append(document.id)
+            elif previous.hash != document.content_hash:
+                report.changed.append(document.id)
+            else:
+                report.unchanged.append(document.id)
+        report.removed = sorted(set(old_docs) - new_ids)
+        report.documents = len(documents)
+
+        if old is not None and not (report.added or report.changed or report.removed):
+            report.passages = len(old.passages)
+            report.reason = "nothing changed"
+            report.index_path = str(old.path)
+            report.seconds = time.perf_counter() - began
+            return report
+
+        embedder = embedder or get_embedder(settings.model)
+        limit = min(settings.chunk_tokens, embedder.max_tokens)
+        unchanged = set(report.unchanged)
+        old_rows = _rows_by_doc(old.passages) if old else {}
+
+        passages: list[Passage] = []
+        rows: list[np.ndarray | None] = []  # a reused vector, or None where a new one is needed
+        to_embed: list[tuple[int, str]] = []
+        stored: list[StoredDocument] = []
+        for document in documents:
+            if document.id in unchanged and old is not None:
+                positions = old_rows.get(document.id, [])
+                doc_passages = [old.passages[i] for i in positions]
+                passages.extend(doc_passages)
+                rows.extend(np.asarray(old.vectors[i]) for i in positions)
+            else:
+                doc_passages = chunk_text(
+                    document.id, document.text, embedder.count_tokens, limit, settings.chunk_overlap
+                )
+                for passage in doc_passages:
+                    to_embed.append((len(passages), embedding_text(document, passage)))
+                    passages.append(passage)
+                    rows.append(None)
+            stored.append(
+                StoredDocument(
+                    document.id, document.title, document.source, document.content_hash,
+                    document.text, len(doc_passages), dict(document.metadata),
+                )
+            )
+
+        tick = progress(len(to_embed)) if progress else None
+        fresh = embedder.encode([text for _, text in to_embed], settings.batch_size, tick)
+        vectors = np.zeros((len(passages), embedder.dimension), dtype=np.float32)
+        for (position, _), vector in zip(to_embed, fresh):
+            vectors[position] = vector
+        for position, row in enumerate(rows):
+            if row is not None:
+                vectors[position] = row
+
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": settings.model,
+            "dimension": embedder.dimension,
+            "config": config,
+            "chunk": {"limit_tokens": limit, "overlap_tokens": settings.chunk_overlap},
+            "passage_count": len(passages),
+            "document_count": len(stored),
+            "documents": {d.id: {"hash": d.hash, "passages": d.passages, "source": d.source} for d in stored},
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        path = store.write(manifest, stored, passages, vectors)
+        report.passages_embedded = len(to_embed)
+        report.passages = len(passages)
+        report.written = True
+        report.reason = reason
+        report.index_path = str(path)
+        report.seconds = time.perf_counter() - began
+        return report
+
+
+def _rows_by_doc(passages: list[Passage]) -> dict[str, list[int]]:
+    rows: dict[str, list[int]] = {}
+    for position, passage in enumerate(passages):
+        rows.setdefault(passage.doc_id, []).append(position)
+    return rows
+
+
+def _config_change(old: Any, new: dict[str, Any]) -> str:
+    if not isinstance(old, dict):
+        return "no recorded settings"
+    return ", ".join(f"{key}: {old.get(key)!r} -> {value!r}" for key, value in new.items() if old.get(key) != value)

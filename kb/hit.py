@@ -1,0 +1,49 @@
+"""The one result type: the CLI, the JSON API and the page all render a list of Hit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Hit:
+    rank: int
+    score: float
+    passage_id: str
+    doc_id: str
+    title: str
+    source: str
+    text: str
+    start: int
+    end: int
+    ordinal: int  # the passage's position in its document, from 0
+    doc_passages: int  # how many passages the document has
+    doc_length: int  # characters in the document
+    scores: dict[str, float] = field(default_factory=dict)
+    highlights: list[dict[str, int]] = field(default_factory=list)
+
+    def position(self) -> str:
+        """Where the passage stands in its document, for people."""
+        first = round(100 * self.start / self.doc_length) if self.doc_length else 0
+        last = round(100 * self.end / self.doc_length) if self.doc_length else 0
+        return (
+            f"passage {self.ordinal + 1} of {self.doc_passages}, "
+            f"characters {self.start:,}\u2013{self.end:,} of {self.doc_length:,} ({first}\u2013{last}%)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "text": self.text,
+            "doc_id": self.doc_id,
+            "passage_id": self.passage_id,
+            "title": self.title,
+            "source": self.source,
+            "start": self.start,
+            "end": self.end,
+            "passage": {"ordinal": self.ordinal, "of": self.doc_passages, "doc_length": self.doc_length},
+            "scores": {name: round(value, 6) for name, value in self.scores.items()},
+            "highlights": self.highlights,
+        }

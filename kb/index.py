@@ -1,0 +1,311 @@
+"""The index on disk: a folder of plain files per build, swapped into place atomically.
+
+Layout of ``index/``::
+
+    current -> build-20261127T191500-1234   (symlink, replaced atomically)
+    build-.../manifest.json                  format version, model, dimension, chunk settings, hashes
+    build-.../documents.jsonl                one document a line (id, title, source, hash, text)
+    build-.../passages.jsonl                 one passage a line (id, doc_id, ordinal, start, end, text)
+    build-.../vectors.npy                    float32 [passages, dimension], saved without pickle
+    build-.../vectors.faiss                  the FAISS inner-product index over those vectors
+
+A build is written to a hidden temporary folder, renamed to its final name, and only then
+made current by replacing the ``current`` symlink, so a crash at any point leaves the
+previous index whole, and a reader always sees one complete build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import faiss
+import numpy as np
+
+from kb.chunk import Passage
+
+FORMAT_VERSION = 1
+CURRENT = "current"
+MANIFEST = "manifest.json"
+FILES = ("manifest.json", "documents.jsonl", "passages.jsonl", "vectors.npy", "vectors.faiss")
+KEEP_BUILDS = 2  # the current build and the one before it
+
+
+class IndexProblem(RuntimeError):
+    """Base for index problems; the message says which file and what to do."""
+
+
+class IndexMissing(IndexProblem):
+    pass
+
+
+class IndexMismatch(IndexProblem):
+    pass
+
+
+class IndexCorrupt(IndexProblem):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: str
+    title: str
+    source: str
+    hash: str
+    text: str
+    passages: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Index:
+    """A loaded build: documents, passages, their vectors and the FAISS index over them."""
+
+    path: Path
+    manifest: dict[str, Any]
+    documents: dict[str, StoredDocument]
+    passages: list[Passage]
+    vectors: np.ndarray
+    faiss_index: Any
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    def search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(passage position, inner product) of the k nearest passages, best first."""
+        k = min(k, len(self.passages))
+        if k <= 0:
+            return []
+        scores, ids = self.faiss_index.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def passages_of(self, doc_id: str) -> list[int]:
+        return [i for i, p in enumerate(self.passages) if p.doc_id == doc_id]
+
+
+class IndexStore:
+    """Reads and atomically replaces the builds under one index folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def current_link(self) -> Path:
+        return self.root / CURRENT
+
+    def current_path(self) -> Path | None:
+        """The folder of the current build, or None when there is none."""
+        try:
+            target = os.readlink(self.current_link)
+        except OSError:
+            return None
+        return (self.root / target).resolve()
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        path = self.current_path()
+        if path is None:
+            return None
+        try:
+            return _read_manifest(path)
+        except IndexProblem:
+            return None
+
+    def load(self, expected_model: str | None = None) -> Index:
+        path = self.current_path()
+        if path is None:
+            raise IndexMissing(f"no index in {self.root}/: run `kb build` to create it")
+        return load_build(path, expected_model)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock for writers, so two builds never interleave."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def write(
+        self,
+        manifest: dict[str, Any],
+        documents: Sequence[StoredDocument],
+        passages: Sequence[Passage],
+        vectors: np.ndarray,
+    ) -> Path:
+        """Write a complete build and make it current; returns its folder. Call under lock()."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_temporaries()
+        name = f"build-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
+        tmp = self.root / f".tmp-{name}"
+        tmp.mkdir()
+        try:
+            _write_files(tmp, manifest, documents, passages, vectors)
+            final = self.root / name
+            os.rename(tmp, final)
+            link_tmp = self.root / f".{CURRENT}-{name}"
+            os.symlink(name, link_tmp)
+            os.replace(link_tmp, self.current_link)
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._prune()
+        return final
+
+    def _remove_temporaries(self) -> None:
+        for leftover in self.root.glob(".tmp-build-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self.root.glob(f".{CURRENT}-build-*"):
+            leftover.unlink(missing_ok=True)
+
+    def _prune(self) -> None:
+        current = self.current_path()
+        builds = sorted(p for p in self.root.glob("build-*") if p.is_dir())
+        keep = {current} | set(builds[-KEEP_BUILDS:])
+        for build in builds:
+            if build.resolve() not in {k.resolve() for k in keep if k}:
+                shutil.rmtree(build, ignore_errors=True)
+
+
+def _write_files(
+    folder: Path,
+    manifest: dict[str, Any],
+    documents: Sequence[StoredDocument],
+    passages: Sequence[Passage],
+    vectors: np.ndarray,
+) -> None:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.shape[0] != len(passages):
+        raise ValueError(f"{len(passages)} passages but {vectors.shape[0]} vectors")
+    _write_jsonl(folder / "documents.jsonl", (asdict(d) for d in documents))
+    _write_jsonl(folder / "passages.jsonl", (asdict(p) for p in passages))
+    with open(folder / "vectors.npy", "wb") as handle:
+        np.save(handle, vectors, allow_pickle=False)
+        _flush(handle)
+    faiss.write_index(make_faiss_index(vectors), str(folder / "vectors.faiss"))
+    _fsync_file(folder / "vectors.faiss")
+    # The manifest goes last: a folder without one is never mistaken for a build.
+    with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=True)
+        _flush(handle)
+    _fsync_dir(folder)
+
+
+def make_faiss_index(vectors: np.ndarray) -> Any:
+    index = faiss.IndexFlatIP(int(vectors.shape[1]))
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+def _write_jsonl(path: Path, rows: Any) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False))
+            handle.write("\n")
+        _flush(handle)
+
+
+def _flush(handle: Any) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexMissing(f"{path} is missing: run `kb build` to rebuild the index") from None
+    except (ValueError, UnicodeDecodeError):
+        raise IndexCorrupt(f"{path} is not valid JSON: run `kb build` to rebuild the index") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise IndexMismatch(
+            f"{path} has index format {found!r}, this kb reads format {FORMAT_VERSION}: "
+            "run `kb build` to rebuild the index"
+        )
+    return manifest
+
+
+def load_build(folder: Path, expected_model: str | None = None) -> Index:
+    """Load one build folder, checking every file against the manifest."""
+    manifest = _read_manifest(folder)
+    if expected_model is not None and manifest.get("model") != expected_model:
+        raise IndexMismatch(
+            f"{folder / MANIFEST} was built with model {manifest.get('model')!r} but KB_MODEL is "
+            f"{expected_model!r}: run `kb build` to rebuild the index"
+        )
+    try:
+        documents = {d["id"]: StoredDocument(**d) for d in _read_jsonl(folder / "documents.jsonl")}
+        passages = [Passage(**p) for p in _read_jsonl(folder / "passages.jsonl")]
+    except (TypeError, KeyError) as exc:
+        raise IndexCorrupt(f"{folder} has malformed records ({exc}): run `kb build` to rebuild the index") from None
+    vectors = _load_vectors(folder / "vectors.npy")
+    faiss_path = folder / "vectors.faiss"
+    try:
+        faiss_index = faiss.read_index(str(faiss_path))
+    except Exception:
+        raise IndexCorrupt(f"{faiss_path} cannot be read: run `kb build` to rebuild the index") from None
+    expected = (manifest.get("passage_count"), manifest.get("dimension"))
+    if vectors.shape != (len(passages), manifest.get("dimension")) or faiss_index.ntotal != len(passages) \
+            or len(passages) != expected[0] or faiss_index.d != expected[1]:
+        raise IndexCorrupt(
+            f"{folder} does not match its manifest ({len(passages)} passages, vectors {vectors.shape}, "
+            f"FAISS {faiss_index.ntotal}x{faiss_index.d}, manifest {expected[0]}x{expected[1]}): "
+            "run `kb build` to rebuild the index"
+        )
+    return Index(folder, manifest, documents, passages, vectors, faiss_index)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    rows.append(json.loads(line))
+    except FileNotFoundError:
+        raise IndexCorrupt(f"{path} is missing: run `kb build` to rebuild the index") from None
+    except (ValueError, UnicodeDecodeError):
+        raise IndexCorrupt(f"{path} line {number} is not valid JSON: run `kb build` to rebuild the index") from None
+    return rows
+
+
+def _load_vectors(path: Path) -> np.ndarray:
+    try:
+        vectors = np.load(path, allow_pickle=False, mmap_mode="r")
+    except FileNotFoundError:
+        raise IndexCorrupt(f"{path} is missing: run `kb build` to rebuild the index") from None
+    except (ValueError, OSError, EOFError):
+        raise IndexCorrupt(f"{path} is truncated or not a NumPy array: run `kb build` to rebuild the index") from None
+    if vectors.dtype != np.float32 or vectors.ndim != 2:
+        raise IndexCorrupt(f"{path} holds {vectors.dtype} {vectors.ndim}-d data, not float32 rows: rebuild the index")
+    return vectors

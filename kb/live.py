@@ -1,0 +1,56 @@
+"""Serve from the newest good build: pick up a new index when `current` moves, keep the old one if it is bad."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from kb.embed import Embedder
+from kb.index import IndexProblem, IndexStore
+from kb.search import Searcher
+
+log = logging.getLogger(__name__)
+
+
+class LiveSearcher:
+    """A Searcher that follows the index folder's `current` build.
+
+    At most every ``check_every`` seconds a request looks at where `current` points (one
+    readlink); when it moved, the new build is loaded and swapped in whole. A build that
+    fails to load is logged and skipped; the previous one keeps answering.
+    """
+
+    def __init__(self, store: IndexStore, embedder: Embedder, check_every: float = 1.0) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.check_every = check_every
+        self._lock = threading.Lock()
+        self._searcher = Searcher(store.load(expected_model=embedder.name), embedder)
+        self._path: Path | None = self._searcher.index.path
+        self._rejected: Path | None = None
+        self._checked = time.monotonic()
+
+    def current(self) -> Searcher:
+        now = time.monotonic()
+        if now - self._checked >= self.check_every and self._lock.acquire(blocking=False):
+            try:
+                self._checked = now
+                self._maybe_reload()
+            finally:
+                self._lock.release()
+        return self._searcher
+
+    def _maybe_reload(self) -> None:
+        path = self.store.current_path()
+        if path is None or path == self._path or path == self._rejected:
+            return
+        try:
+            searcher = Searcher(self.store.load(expected_model=self.embedder.name), self.embedder)
+        except (IndexProblem, ValueError, OSError) as exc:
+            self._rejected = path
+            log.error("kept serving %s; the new index %s did not load: %s", self._path, path, exc)
+            return
+        self._searcher, self._path = searcher, path
+        log.info("now serving %s (%d passages)", path, len(searcher.index.passages))

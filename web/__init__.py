@@ -1,0 +1,1 @@
+"""The Flask app: the search page and the JSON API over kb."""

@@ -1,0 +1,52 @@
+"""The search page (server-rendered, works without JavaScript) and the document view."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, abort, current_app, render_template, request
+
+from kb.search import DEFAULT_K, MAX_K
+from web.errors import ApiError
+from web.params import parse_k, parse_query
+
+pages = Blueprint("pages", __name__)
+
+
+@pages.get("/")
+def search_page():
+    raw_query = request.args.get("q")
+    context = {"query": raw_query or "", "k": DEFAULT_K, "max_k": MAX_K, "hits": None, "error": None, "took_ms": None}
+    if raw_query is None:
+        return render_template("search.html", **context)
+    try:
+        query, k = parse_query(raw_query), parse_k(request.args.get("k"))
+    except ApiError as exc:
+        context["error"] = exc.message
+        return render_template("search.html", **context), exc.status
+    searcher = current_app.extensions["kb"].current()
+    began = time.perf_counter()
+    context.update(hits=searcher.search(query, k), k=k)
+    context["took_ms"] = (time.perf_counter() - began) * 1000
+    return render_template("search.html", **context)
+
+
+@pages.get("/documents/<doc_id>")
+def document_page(doc_id: str):
+    """The whole document, with the cited span marked, so a citation can be checked in place."""
+    index = current_app.extensions["kb"].current().index
+    document = index.documents.get(doc_id)
+    if document is None:
+        abort(404)
+    start = request.args.get("start", type=int)
+    end = request.args.get("end", type=int)
+    if start is None or end is None or not 0 <= start < end <= len(document.text):
+        start = end = 0
+    return render_template(
+        "document.html",
+        document=document,
+        before=document.text[:start],
+        marked=document.text[start:end],
+        after=document.text[end:],
+        query=request.args.get("q", ""),
+    )

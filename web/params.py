@@ -1,0 +1,37 @@
+"""Reading and checking search parameters, shared by the page and the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kb.search import DEFAULT_K, MAX_K, MAX_QUERY_CHARS
+from web.errors import ApiError
+
+
+def parse_query(raw: Any) -> str:
+    if raw is None:
+        raise ApiError(400, "missing_query", "the query parameter q is required")
+    if not isinstance(raw, str):
+        raise ApiError(400, "invalid_query", f"q must be a string, got {type(raw).__name__}")
+    if len(raw) > MAX_QUERY_CHARS:
+        raise ApiError(400, "query_too_long", f"q is {len(raw):,} characters; the limit is {MAX_QUERY_CHARS:,}")
+    if "\x00" in raw:
+        raise ApiError(400, "invalid_query", "q must not contain NUL characters")
+    if not raw.strip():
+        raise ApiError(400, "blank_query", "q is blank; type a question")
+    return raw.strip()
+
+
+def parse_k(raw: Any) -> int:
+    if raw is None:
+        return DEFAULT_K
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise ApiError(400, "invalid_k", f"k must be a whole number from 1 to {MAX_K}, got {raw!r}")
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text.isascii() or not text.lstrip("+-").isdigit() or len(text) > 12:
+            raise ApiError(400, "invalid_k", f"k must be a whole number from 1 to {MAX_K}, got {raw[:40]!r}")
+        raw = int(text)
+    if not 1 <= raw <= MAX_K:
+        raise ApiError(400, "k_out_of_range", f"k must be between 1 and {MAX_K}, got {raw}")
+    return raw
