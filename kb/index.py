@@ -2,7 +2,7 @@
 
 Layout of ``index/``::
 
-    current -> build-20261127T191500-1234   (symlink, replaced atomically)
+    current -> build-1795806900123456789    (symlink, replaced atomically)
     build-.../manifest.json                  format version, model, dimension, chunk settings, hashes
     build-.../documents.jsonl                one document a line (id, title, source, hash, text)
     build-.../passages.jsonl                 one passage a line (id, doc_id, ordinal, start, end, text)
@@ -146,7 +146,7 @@ class IndexStore:
         """Write a complete build and make it current; returns its folder. Call under lock()."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._remove_temporaries()
-        name = f"build-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
+        name = f"build-{time.time_ns()}"  # sorts by age; writers hold lock(), so names never collide
         tmp = self.root / f".tmp-{name}"
         tmp.mkdir()
         try:

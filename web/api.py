@@ -30,7 +30,7 @@ def search_post():
     unknown = sorted(set(body) - {"q", "k"})
     if unknown:
         raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}; allowed: q, k")
-    return _answer(parse_query(body.get("q")), parse_k(body.get("k")))
+    return _answer(parse_query(body.get("q")), parse_k(body.get("k"), from_json=True))
 
 
 def _answer(query: str, k: int):

@@ -22,10 +22,11 @@ def parse_query(raw: Any) -> str:
     return raw.strip()
 
 
-def parse_k(raw: Any) -> int:
+def parse_k(raw: Any, from_json: bool = False) -> int:
+    """k from a query string (digits) or a JSON body (a number, not a string)."""
     if raw is None:
         return DEFAULT_K
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)) or (from_json and isinstance(raw, str)):
         raise ApiError(400, "invalid_k", f"k must be a whole number from 1 to {MAX_K}, got {raw!r}")
     if isinstance(raw, str):
         text = raw.strip()

@@ -1,0 +1,69 @@
+"""Shared fixtures: the seed corpus, a real index built once per run, the app, a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SEED_CORPUS = REPO / "corpus"
+SEED_QUESTIONS = REPO / "benchmarks" / "data" / "seed_questions.jsonl"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real default model, loaded once for the whole run."""
+    from kb.embed import get_embedder
+
+    return get_embedder()
+
+
+@pytest.fixture(scope="session")
+def seed_settings(tmp_path_factory):
+    from kb.settings import Settings
+
+    index_dir = tmp_path_factory.mktemp("seed-index")
+    return Settings.from_env(environ={}, corpus_dir=SEED_CORPUS, index_dir=index_dir)
+
+
+@pytest.fixture(scope="session")
+def seed_index(seed_settings, embedder):
+    """A real FAISS index built from the seed corpus with the real model."""
+    from kb.build import build_index
+    from kb.index import IndexStore
+
+    report = build_index(seed_settings, embedder=embedder)
+    assert report.written and report.passages_embedded == report.passages > 0
+    return IndexStore(seed_settings.index_dir).load(expected_model=seed_settings.model)
+
+
+@pytest.fixture(scope="session")
+def live_searcher(seed_settings, seed_index, embedder):
+    from kb.index import IndexStore
+    from kb.live import LiveSearcher
+
+    return LiveSearcher(IndexStore(seed_settings.index_dir), embedder)
+
+
+@pytest.fixture(scope="session")
+def app(seed_settings, live_searcher):
+    from web.app import create_app
+
+    return create_app(seed_settings, searcher=live_searcher)
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

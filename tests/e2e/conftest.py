@@ -1,0 +1,66 @@
+"""A real `kb serve` on a free loopback port, started once for the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import free_port
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen, base: str, log_path, log_handle) -> None:
+        self.process, self.base, self.log_path, self.log_handle = process, base, log_path, log_handle
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log_handle.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get_json(self, path: str):
+        with urllib.request.urlopen(self.base + path, timeout=30) as response:
+            return response.status, json.loads(response.read())
+
+
+def start_server(index_dir, log_path, extra_env=None, timeout=180.0) -> Server:
+    port = free_port()
+    env = {**os.environ, "KB_INDEX_DIR": str(index_dir), "KB_HOST": "127.0.0.1", "KB_PORT": str(port),
+           "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(process, f"http://127.0.0.1:{port}", log_path, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            server.stop()
+            raise RuntimeError(f"kb serve exited with {process.returncode}:\n{server.output()}")
+        try:
+            status, body = server.get_json("/api/health")
+            if status == 200 and body.get("status") == "ok":
+                return server
+        except OSError:
+            time.sleep(0.25)
+    server.stop()
+    raise RuntimeError(f"kb serve did not answer within {timeout}s:\n{server.output()}")
+
+
+@pytest.fixture(scope="session")
+def server(seed_settings, seed_index, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("serve") / "server.log"
+    server = start_server(seed_settings.index_dir, log_path)
+    yield server
+    server.stop()
+    print(f"\n--- kb serve output ---\n{server.output()[-3000:]}")

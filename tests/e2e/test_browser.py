@@ -1,0 +1,42 @@
+"""A real browser (Debian's Chromium driven by Playwright) against a real `kb serve`."""
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from kb.questions import load_questions
+from tests.conftest import SEED_QUESTIONS
+
+QUESTION = load_questions(SEED_QUESTIONS)[0]
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def page():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context()
+        yield context.new_page()
+        browser.close()
+
+
+def test_a_person_types_a_question_and_sees_the_answer_first(server, page):
+    page.goto(server.base + "/")
+    page.get_by_label("Ask a question").fill(QUESTION.q)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("ol#results li.result")
+    results = page.locator("ol#results li.result")
+    assert results.count() == 5
+    first = results.nth(0)
+    assert QUESTION.evidence in first.locator(".passage").inner_text()
+    assert first.locator(".title").inner_text().startswith("Trump's Kazakhstan Trip")
+    assert "passage " in first.locator(".position").inner_text()
+    assert page.get_by_label("Ask a question").input_value() == QUESTION.q
+
+
+def test_the_title_link_opens_the_document_at_the_cited_passage(server, page):
+    page.goto(server.base + "/?q=" + QUESTION.q.replace(" ", "+"))
+    page.locator("ol#results li.result .title").first.click()
+    page.wait_for_selector("mark#passage")
+    assert QUESTION.evidence in page.locator("mark#passage").inner_text()

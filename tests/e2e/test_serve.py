@@ -1,0 +1,43 @@
+"""`kb serve` as a subprocess on a loopback port, queried over real HTTP."""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from kb.questions import first_hit_rank, load_questions
+from tests.conftest import SEED_QUESTIONS
+
+QUESTION = load_questions(SEED_QUESTIONS)[0]
+
+
+def test_health_and_search_over_http(server):
+    status, health = server.get_json("/api/health")
+    assert status == 200 and health["status"] == "ok" and health["documents"] == 1
+    status, body = server.get_json("/api/search?" + urllib.parse.urlencode({"q": QUESTION.q, "k": 3}))
+    assert status == 200 and len(body["results"]) == 3
+    assert QUESTION.evidence in body["results"][0]["text"]
+
+
+def test_post_over_http_and_errors_are_json(server):
+    request = urllib.request.Request(
+        server.base + "/api/search", data=json.dumps({"q": QUESTION.q, "k": 2}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.loads(response.read())
+    assert first_hit_rank_from_json(body) == 1
+    try:
+        urllib.request.urlopen(server.base + "/api/search?q=", timeout=30)
+        raise AssertionError("a blank query should be refused")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 400
+        assert json.loads(exc.read())["error"]["code"] == "blank_query"
+
+
+def first_hit_rank_from_json(body):
+    from kb.hit import Hit
+
+    hits = [Hit(**{k: r[k] for k in ("rank", "score", "passage_id", "doc_id", "title", "source", "text", "start", "end")},
+                ordinal=0, doc_passages=0, doc_length=0) for r in body["results"]]
+    return first_hit_rank(hits, QUESTION.evidence)

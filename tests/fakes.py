@@ -1,0 +1,34 @@
+"""A fake embedder for fast unit tests of pure logic (the real model is tested in integration/)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+
+class FakeEmbedder:
+    """Deterministic unit vectors from a text hash; counts calls so tests can see what was embedded."""
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2", dimension: int = 8) -> None:
+        self.name = name
+        self.dimension = dimension
+        self.max_tokens = 254
+        self.embedded: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def encode(self, texts, batch_size=32, progress=None):
+        self.embedded.extend(texts)
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "little")
+            vector = np.random.default_rng(seed).normal(size=self.dimension).astype(np.float32)
+            rows.append(vector / np.linalg.norm(vector))
+        if progress and texts:
+            progress(len(texts))
+        return np.array(rows, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def encode_query(self, query: str):
+        return self.encode([query])[0]

@@ -1,0 +1,57 @@
+"""The `kb` command: build, search and its error messages, run as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import SEED_QUESTIONS
+from kb.questions import load_questions
+
+QUESTION = load_questions(SEED_QUESTIONS)[0]
+
+
+def kb(*args, env=None):
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "kb.cli", *args], capture_output=True, text=True, env=full_env,
+                          timeout=300)
+
+
+def test_search_json_answers_like_the_api(seed_settings, seed_index):
+    result = kb("search", QUESTION.q, "-k", "2", "--json", env={"KB_INDEX_DIR": str(seed_settings.index_dir)})
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["k"] == 2 and len(body["results"]) == 2
+    assert QUESTION.evidence in body["results"][0]["text"]
+
+
+def test_build_with_nothing_changed_embeds_nothing(seed_settings, seed_index):
+    result = kb("build", "--json", env={"KB_INDEX_DIR": str(seed_settings.index_dir),
+                                        "KB_CORPUS_DIR": str(seed_settings.corpus_dir)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["passages_embedded"] == 0 and report["unchanged"] == 1 and report["written"] is False
+
+
+def test_search_without_an_index_says_how_to_fix_it(tmp_path):
+    result = kb("search", "anything", env={"KB_INDEX_DIR": str(tmp_path / "missing")})
+    assert result.returncode == 1
+    assert "kb build" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_search_with_another_model_says_to_rebuild(seed_settings, seed_index, tmp_path):
+    result = kb("search", "anything", env={"KB_INDEX_DIR": str(seed_settings.index_dir),
+                                           "KB_MODEL": str(tmp_path / "no-such-model")})
+    assert result.returncode == 1
+    assert "rebuild" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_k_is_a_usage_error():
+    result = kb("search", "anything", "-k", "0")
+    assert result.returncode == 2 and "k must be between 1 and 50" in result.stderr
+
+
+def test_the_core_library_never_imports_flask():
+    code = "import sys, kb.cli, kb.build, kb.search, kb.live, kb.questions; print('flask' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr

@@ -1,0 +1,70 @@
+"""A real index of the seed article, built with the real model and real FAISS."""
+
+import pytest
+
+from kb.questions import first_hit_rank, hit_rates, load_questions
+from kb.search import Searcher
+from tests.conftest import SEED_QUESTIONS
+
+QUESTIONS = [q for q in load_questions(SEED_QUESTIONS) if q.evidence]
+# The questions every build must answer first; the whole set is held to hit-rate floors below.
+MUST_ANSWER_FIRST = [q for q in QUESTIONS if q.q in {
+    "Has an American president ever visited Kazakhstan?",
+    "When did the U.S. Congress pass the Jackson-Vanik Amendment?",
+    "How rich was Kazakhstan per person at independence compared with now?",
+    "How would more oil from Kazakhstan help ordinary Americans?",
+    "Which route could carry critical minerals without going through Iran?",
+    "What does Runde consider the country's greatest resource?",
+    "Which international organization of market democracies does Kazakhstan want to join?",
+}]
+
+
+def test_the_seed_index_covers_the_article_with_exact_spans(seed_index):
+    (document,) = seed_index.documents.values()
+    assert document.title.startswith("Trump's Kazakhstan Trip")
+    assert len(seed_index.passages) >= 8
+    for passage in seed_index.passages:
+        assert document.text[passage.start : passage.end] == passage.text
+    covered = set()
+    for passage in seed_index.passages:
+        covered.update(range(passage.start, passage.end))
+    assert all(i in covered for i, ch in enumerate(document.text) if not ch.isspace())
+
+
+def test_no_passage_is_longer_than_the_model_reads(seed_index, embedder):
+    limit = seed_index.manifest["chunk"]["limit_tokens"]
+    assert limit <= embedder.max_tokens
+    assert max(embedder.count_tokens(p.text) for p in seed_index.passages) <= limit
+
+
+def test_the_vectors_are_unit_length(seed_index):
+    import numpy as np
+
+    assert np.allclose(np.linalg.norm(seed_index.vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_the_must_answer_set_is_intact():
+    assert len(MUST_ANSWER_FIRST) == 7
+
+
+@pytest.mark.parametrize("question", MUST_ANSWER_FIRST, ids=lambda q: q.q[:50])
+def test_the_answering_passage_comes_first(seed_index, embedder, question):
+    hits = Searcher(seed_index, embedder).search(question.q, 5)
+    assert first_hit_rank(hits, question.evidence) == 1, [h.text[:80] for h in hits]
+
+
+def test_hit_rates_over_the_whole_question_set(seed_index, embedder):
+    rates = hit_rates(Searcher(seed_index, embedder).search, QUESTIONS)
+    print(f"\nseed questions: {rates}")
+    assert rates["questions"] >= 10
+    assert rates["hit@1"] >= 0.7 and rates["hit@3"] >= 0.8
+
+
+def test_results_are_ordered_best_first_and_carry_citations(seed_index, embedder):
+    hits = Searcher(seed_index, embedder).search("Jackson-Vanik Amendment", 5)
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    text = seed_index.documents[hits[0].doc_id].text
+    for hit in hits:
+        assert text[hit.start : hit.end] == hit.text
+        assert hit.source == "astana-times-runde-interview.txt"

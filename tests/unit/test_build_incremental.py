@@ -1,0 +1,77 @@
+"""Incremental builds: only changed documents are embedded again (counted with a fake embedder)."""
+
+from kb.build import build_index
+from kb.index import IndexStore
+from kb.settings import Settings
+from tests.fakes import FakeEmbedder
+
+
+def corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text("A\nApples grow on trees. They are red or green.", encoding="utf-8")
+    (folder / "b.txt").write_text("B\nBoats float on water. Some have sails.", encoding="utf-8")
+    (folder / "c.txt").write_text("C\nCats sleep a lot. They purr.", encoding="utf-8")
+    return folder
+
+
+def settings_for(tmp_path, **changes):
+    values = {"chunk_tokens": 20, "chunk_overlap": 0, **changes}
+    return Settings.from_env(environ={}, corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", **values)
+
+
+def test_unchanged_rebuild_embeds_nothing_and_writes_nothing(tmp_path):
+    corpus(tmp_path)
+    settings = settings_for(tmp_path)
+    first = build_index(settings, embedder=FakeEmbedder())
+    assert first.written and first.passages_embedded == first.passages == 3
+    path = IndexStore(settings.index_dir).current_path()
+    embedder = FakeEmbedder()
+    again = build_index(settings, embedder=embedder)
+    assert not again.written and again.passages_embedded == 0 and embedder.embedded == []
+    assert again.to_json()["unchanged"] == 3
+    assert IndexStore(settings.index_dir).current_path() == path
+
+
+def test_only_the_changed_document_is_embedded_again(tmp_path):
+    folder = corpus(tmp_path)
+    settings = settings_for(tmp_path)
+    build_index(settings, embedder=FakeEmbedder())
+    before = IndexStore(settings.index_dir).load()
+    (folder / "b.txt").write_text("B\nBoats float on lakes now.", encoding="utf-8")
+    (folder / "c.txt").unlink()
+    (folder / "d.txt").write_text("D\nDogs bark.", encoding="utf-8")
+    embedder = FakeEmbedder()
+    report = build_index(settings, embedder=embedder)
+    summary = report.to_json()
+    assert (summary["added"], summary["changed"], summary["removed"], summary["unchanged"]) == (1, 1, 1, 1)
+    assert summary["ids"]["removed"] == ["c.txt"]
+    assert embedder.embedded == ["B\nBoats float on lakes now.", "D\nDogs bark."]
+    assert report.passages_embedded == 2
+    after = IndexStore(settings.index_dir).load()
+    assert set(after.documents) == {"a.txt", "b.txt", "d.txt"}
+    # The unchanged document keeps its passages and exactly its old vectors.
+    old_rows = [i for i, p in enumerate(before.passages) if p.doc_id == "a.txt"]
+    new_rows = [i for i, p in enumerate(after.passages) if p.doc_id == "a.txt"]
+    assert [before.passages[i] for i in old_rows] == [after.passages[i] for i in new_rows]
+    assert (before.vectors[old_rows] == after.vectors[new_rows]).all()
+
+
+def test_changing_chunk_settings_or_model_re_embeds_everything(tmp_path):
+    corpus(tmp_path)
+    build_index(settings_for(tmp_path), embedder=FakeEmbedder())
+    report = build_index(settings_for(tmp_path, chunk_overlap=5), embedder=FakeEmbedder())
+    assert report.passages_embedded == report.passages and "settings changed" in report.reason
+    other = FakeEmbedder(name="other-model", dimension=12)
+    report = build_index(settings_for(tmp_path, chunk_overlap=5, model="other-model"), embedder=other)
+    assert report.passages_embedded == report.passages
+    index = IndexStore(tmp_path / "index").load(expected_model="other-model")
+    assert index.vectors.shape[1] == 12 and index.faiss_index.d == 12
+
+
+def test_force_re_embeds_everything(tmp_path):
+    corpus(tmp_path)
+    settings = settings_for(tmp_path)
+    build_index(settings, embedder=FakeEmbedder())
+    report = build_index(settings, force=True, embedder=FakeEmbedder())
+    assert report.written and report.passages_embedded == 3

@@ -1,0 +1,110 @@
+"""The on-disk index: plain files, atomic replacement, loud failures on mismatches."""
+
+import json
+
+import faiss
+import numpy as np
+import pytest
+
+from kb.build import build_index
+from kb.index import IndexCorrupt, IndexMismatch, IndexMissing, IndexStore
+from kb.settings import Settings
+from tests.fakes import FakeEmbedder
+
+
+def make_corpus(folder, docs):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in docs.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+DOCS = {
+    "alpha.txt": "Alpha title\nThe first document talks about wind tunnels. It has two sentences.",
+    "beta.md": "# Beta\n\nA second document about boundary layers. It also has a few sentences. And one more.",
+}
+
+
+@pytest.fixture()
+def settings(tmp_path):
+    return Settings.from_env(environ={}, corpus_dir=make_corpus(tmp_path / "corpus", DOCS),
+                             index_dir=tmp_path / "index", chunk_tokens=16, chunk_overlap=4)
+
+
+def test_build_writes_plain_files_with_a_manifest(settings):
+    build_index(settings, embedder=FakeEmbedder())
+    folder = IndexStore(settings.index_dir).current_path()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["manifest.json", "documents.jsonl", "passages.jsonl", "vectors.npy", "vectors.faiss"]
+    )
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["dimension"] == 8
+    assert manifest["config"]["chunk_tokens"] == 16 and manifest["config"]["chunk_overlap"] == 4
+    assert set(manifest["documents"]) == {"alpha.txt", "beta.md"}
+    assert manifest["passage_count"] == len((folder / "passages.jsonl").read_text().splitlines())
+    vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+    assert vectors.shape == (manifest["passage_count"], 8)
+    assert faiss.read_index(str(folder / "vectors.faiss")).ntotal == manifest["passage_count"]
+
+
+def test_loaded_passages_point_at_exact_spans(settings):
+    build_index(settings, embedder=FakeEmbedder())
+    index = IndexStore(settings.index_dir).load()
+    for passage in index.passages:
+        assert index.documents[passage.doc_id].text[passage.start : passage.end] == passage.text
+
+
+def test_a_crash_during_a_build_leaves_the_previous_index(settings, monkeypatch):
+    store = IndexStore(settings.index_dir)
+    build_index(settings, embedder=FakeEmbedder())
+    before = store.current_path()
+    (settings.corpus_dir / "gamma.txt").write_text("Gamma\nA third document arrives.", encoding="utf-8")
+
+    def crash(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(faiss, "write_index", crash)
+    with pytest.raises(OSError, match="disk on fire"):
+        build_index(settings, embedder=FakeEmbedder())
+    assert store.current_path() == before
+    assert set(store.load().documents) == {"alpha.txt", "beta.md"}
+    assert not list(settings.index_dir.glob(".tmp-*")), "the half-written build should be removed"
+    monkeypatch.undo()
+    build_index(settings, embedder=FakeEmbedder())
+    assert set(store.load().documents) == {"alpha.txt", "beta.md", "gamma.txt"}
+
+
+def test_old_builds_are_pruned_to_the_current_and_previous(settings):
+    for n in range(4):
+        (settings.corpus_dir / f"extra{n}.txt").write_text(f"Extra {n}\nMore text {n}.", encoding="utf-8")
+        build_index(settings, embedder=FakeEmbedder())
+    assert len(list(settings.index_dir.glob("build-*"))) == 2
+
+
+def test_missing_index_says_to_build(tmp_path):
+    with pytest.raises(IndexMissing, match="kb build"):
+        IndexStore(tmp_path / "none").load()
+
+
+def test_manifest_from_another_format_or_model_says_to_rebuild(settings):
+    build_index(settings, embedder=FakeEmbedder())
+    store = IndexStore(settings.index_dir)
+    with pytest.raises(IndexMismatch, match="rebuild"):
+        store.load(expected_model="some/other-model")
+    manifest_path = store.current_path() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 99
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch, match=r"manifest.json.*format 99.*kb build"):
+        store.load()
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "passages.jsonl", "vectors.npy", "vectors.faiss"])
+def test_a_truncated_file_is_named_in_the_error(settings, name):
+    build_index(settings, embedder=FakeEmbedder())
+    store = IndexStore(settings.index_dir)
+    path = store.current_path() / name
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises((IndexCorrupt, IndexMismatch), match=name.replace(".", r"\.")):
+        store.load()
