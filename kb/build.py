@@ -9,16 +9,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kb.chunk import Passage, chunk_text
+from kb.chunk import Passage, chunk_text, headings
 from kb.embed import Embedder, get_embedder
 from kb.index import FORMAT_VERSION, IndexProblem, IndexStore, StoredDocument
+from kb.keyword import KeywordIndex
 from kb.ingest import Document, read_corpus
 from kb.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Bump when chunking or the text given to the embedder changes, so old vectors are not reused.
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
+CONTEXT_CHARS = 160  # the longest title or heading given to the model as context
 
 ProgressFactory = Callable[[int], Callable[[int], None]]
 
@@ -64,9 +66,28 @@ def build_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def embedding_text(document: Document | StoredDocument, passage: Passage) -> str:
-    """The text given to the model for a passage (the passage itself; its span stays exact)."""
-    return passage.text
+def context_of(title: str, heading: str) -> str:
+    """The document title and section heading, as the line that precedes a passage for the model."""
+    parts = [title[:CONTEXT_CHARS].strip()]
+    if heading and heading != title:
+        parts.append(heading[:CONTEXT_CHARS].strip())
+    return " — ".join(p for p in parts if p)
+
+
+def embedding_text(title: str, passage: Passage) -> str:
+    """What the model (and BM25) read for a passage: its context line, then its text.
+
+    Only the embedding sees the context; the passage's text, start and end stay the exact span.
+    """
+    context = context_of(title, passage.heading)
+    return f"{context}\n{passage.text}" if context else passage.text
+
+
+def passage_limit(document: Document, sections: list[tuple[int, str]], embedder: Embedder, settings: Settings) -> int:
+    """Tokens left for passage text once the longest context line of this document is added."""
+    contexts = [context_of(document.title, h) for h in ["", *(h for _, h in sections)]]
+    reserve = max(embedder.count_tokens(c) for c in contexts) + 1 if contexts else 0
+    return max(16, min(settings.chunk_tokens, embedder.max_tokens - reserve))
 
 
 def build_index(
@@ -74,13 +95,15 @@ def build_index(
     force: bool = False,
     embedder: Embedder | None = None,
     progress: ProgressFactory | None = None,
+    documents: list[Document] | None = None,
 ) -> BuildReport:
-    """Bring the index in line with the corpus; writes a new build only when something changed."""
+    """Bring the index in line with the corpus (or the given documents); writes a new build only when something changed."""
     began = time.perf_counter()
     store = IndexStore(settings.index_dir)
     report = BuildReport()
     with store.lock():
-        documents = read_corpus(settings.corpus_dir, report.skipped_files)
+        if documents is None:
+            documents = read_corpus(settings.corpus_dir, report.skipped_files)
         config = build_config(settings)
         old = None
         reason = "no previous index"
@@ -120,7 +143,6 @@ def build_index(
             return report
 
         embedder = embedder or get_embedder(settings.model)
-        limit = min(settings.chunk_tokens, embedder.max_tokens)
         unchanged = set(report.unchanged)
         old_rows = _rows_by_doc(old.passages) if old else {}
 
@@ -135,11 +157,13 @@ def build_index(
                 passages.extend(doc_passages)
                 rows.extend(np.asarray(old.vectors[i]) for i in positions)
             else:
+                sections = headings(document.text, markdown=document.source.lower().endswith(".md"))
+                limit = passage_limit(document, sections, embedder, settings)
                 doc_passages = chunk_text(
-                    document.id, document.text, embedder.count_tokens, limit, settings.chunk_overlap
+                    document.id, document.text, embedder.count_tokens, limit, settings.chunk_overlap, sections
                 )
                 for passage in doc_passages:
-                    to_embed.append((len(passages), embedding_text(document, passage)))
+                    to_embed.append((len(passages), embedding_text(document.title, passage)))
                     passages.append(passage)
                     rows.append(None)
             stored.append(
@@ -157,19 +181,23 @@ def build_index(
         for position, row in enumerate(rows):
             if row is not None:
                 vectors[position] = row
+        titles = {d.id: d.title for d in stored}
+        keyword = KeywordIndex.build([embedding_text(titles[p.doc_id], p) for p in passages])
 
         manifest = {
             "format_version": FORMAT_VERSION,
             "model": settings.model,
             "dimension": embedder.dimension,
             "config": config,
-            "chunk": {"limit_tokens": limit, "overlap_tokens": settings.chunk_overlap},
+            "chunk": {"max_tokens": min(settings.chunk_tokens, embedder.max_tokens),
+                      "overlap_tokens": settings.chunk_overlap, "context": "title and section heading"},
+            "keyword": {"method": "bm25 (lucene)", "stemmer": "snowball english", "stopwords": "english"},
             "passage_count": len(passages),
             "document_count": len(stored),
             "documents": {d.id: {"hash": d.hash, "passages": d.passages, "source": d.source} for d in stored},
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        path = store.write(manifest, stored, passages, vectors)
+        path = store.write(manifest, stored, passages, vectors, keyword)
         report.passages_embedded = len(to_embed)
         report.passages = len(passages)
         report.written = True

@@ -30,6 +30,39 @@ class Passage:
     text: str
     start: int
     end: int
+    heading: str = ""  # the section heading the passage falls under, if the document has one
+
+
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+_SENTENCE_END = tuple(".?!:;,\"'”’)")
+
+
+def headings(text: str, markdown: bool = False) -> list[tuple[int, str]]:
+    """(offset, heading) of each section heading: Markdown '#' lines, or short lines
+    without closing punctuation after the first line (how plain-text articles set headings)."""
+    found = []
+    offset = 0
+    for number, line in enumerate(text.split("\n")):
+        stripped = line.strip()
+        match = _MD_HEADING.match(line) if markdown else None
+        if match:
+            found.append((offset, match.group(1)))
+        elif (not markdown and number > 0 and stripped and len(stripped) <= 100
+              and len(stripped.split()) <= 14 and not stripped.endswith(_SENTENCE_END)
+              and not stripped[0].isdigit()):
+            found.append((offset, stripped))
+        offset += len(line) + 1
+    return found
+
+
+def heading_at(sections: list[tuple[int, str]], position: int) -> str:
+    """The last heading that starts at or before ``position``."""
+    current = ""
+    for offset, heading in sections:
+        if offset > position:
+            break
+        current = heading
+    return current
 
 
 def passage_id(doc_id: str, start: int, end: int, text: str) -> str:
@@ -126,10 +159,12 @@ def chunk_text(
     count: TokenCounter,
     limit: int,
     overlap: int = 0,
+    sections: list[tuple[int, str]] | None = None,
 ) -> list[Passage]:
     """Pack whole sentences into passages of at most ``limit`` tokens.
 
-    Consecutive passages share up to ``overlap`` tokens of whole trailing sentences.
+    Consecutive passages share up to ``overlap`` tokens of whole trailing sentences. Each
+    passage records the heading from ``sections`` that it falls under.
     """
     if limit < 1:
         raise ValueError("limit must be at least 1 token")
@@ -146,7 +181,7 @@ def chunk_text(
                 sentences.append((s, e))
                 tokens.append(count(text[s:e]))
     return [
-        Passage(passage_id(doc_id, s, e, text[s:e]), doc_id, ordinal, text[s:e], s, e)
+        Passage(passage_id(doc_id, s, e, text[s:e]), doc_id, ordinal, text[s:e], s, e, heading_at(sections or [], s))
         for ordinal, (s, e) in enumerate(_pack(text, sentences, tokens, count, limit, overlap))
     ]
 

@@ -70,7 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("-k", type=_k, default=5, help="how many passages (1 to 50, default 5)")
     search.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    search.add_argument("--mode", choices=("hybrid", "dense", "keyword"), help="overrides KB_SEARCH_MODE")
     search.set_defaults(run=_search)
+
+    evaluate = sub.add_parser("eval", help="measure retrieval quality of every mode on a test collection or question set")
+    evaluate.add_argument("dataset", help="a BEIR or Cranfield folder, or a question-set .jsonl scored against the current index")
+    evaluate.add_argument("--modes", default="hybrid,dense,keyword", help="comma-separated modes (default: all)")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    evaluate.set_defaults(run=_eval)
 
     serve = sub.add_parser("serve", help="serve the search page and the JSON API")
     serve.add_argument("--host", help="overrides KB_HOST")
@@ -78,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=4, help="request threads (default 4)")
     serve.set_defaults(run=_serve)
 
-    for command in (build, search, serve):
+    for command in (build, search, evaluate, serve):
         command.add_argument("--index-dir", help="overrides KB_INDEX_DIR")
         command.add_argument("--model", help="overrides KB_MODEL")
         command.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -124,21 +131,68 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from kb.embed import get_embedder
+    from kb.highlight import Highlighter
     from kb.index import IndexStore
     from kb.search import Searcher
 
     index = IndexStore(settings.index_dir).load(expected_model=settings.model)
-    searcher = Searcher(index, get_embedder(settings.model))
+    embedder = get_embedder(settings.model)
+    searcher = Searcher(index, embedder, settings, Highlighter(embedder))
     began = time.perf_counter()
-    hits = searcher.search(args.query, args.k)
+    answer = searcher.answer(args.query, args.k, args.mode)
     took_ms = (time.perf_counter() - began) * 1000
     if args.json:
-        print(json.dumps({"query": args.query, "k": args.k, "took_ms": round(took_ms, 2),
-                          "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
+        print(json.dumps(answer.to_json(args.k, took_ms), ensure_ascii=False))
         return 0
-    for hit in hits:
+    if not answer.confident:
+        print("Nothing in the knowledge base answers this confidently; the nearest passages:\n")
+    for hit in answer.hits:
         print(f"{hit.rank}. [{hit.score:.3f}] {hit.title} ({hit.source}, {hit.position()})")
-        print(f"   {hit.text}\n")
+        marked = hit.highlights[0] if hit.highlights else None
+        print(f"   {hit.text}")
+        if marked:
+            print(f"   > {searcher.index.documents[hit.doc_id].text[marked['start']:marked['end']]}")
+        print()
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from kb.embed import get_embedder
+    from kb.evaluate import evaluate_collection, evaluate_questions, table
+    from kb.settings import MODES
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or set(modes) - set(MODES):
+        print(f"kb: --modes takes a comma-separated list of {', '.join(MODES)}", file=sys.stderr)
+        return EXIT_USAGE
+    embedder = get_embedder(settings.model)
+    path = Path(args.dataset)
+    if path.suffix == ".jsonl":
+        from kb.index import IndexStore
+        from kb.questions import load_questions
+
+        index = IndexStore(settings.index_dir).load(expected_model=settings.model)
+        results, calibration = evaluate_questions(load_questions(path), index, embedder, settings, modes)
+        if args.json:
+            print(json.dumps({"dataset": str(path), "results": results, "calibration": vars(calibration)}))
+        else:
+            print(table(f"{path.name} against {settings.index_dir}", results))
+            c = calibration
+            print(f"\nno-good-match threshold on the top passage's cosine: {c.threshold:.3f} "
+                  f"(accuracy {c.accuracy:.1%}; on-topic min {c.on_topic_min:.3f} mean {c.on_topic_mean:.3f}; "
+                  f"off-topic max {c.off_topic_max:.3f} mean {c.off_topic_mean:.3f}; "
+                  f"KB_CONFIDENCE_THRESHOLD is {settings.confidence_threshold})")
+        return 0
+    from kb.datasets import load_collection
+
+    collection = load_collection(path)
+    results = evaluate_collection(collection, settings, embedder, modes)
+    if args.json:
+        print(json.dumps({"dataset": collection.name, "results": results}))
+    else:
+        print(table(collection.name, results))
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Any
 @dataclass
 class Hit:
     rank: int
-    score: float
+    score: float  # the score the results are ordered by (fused in hybrid mode)
     passage_id: str
     doc_id: str
     title: str
@@ -20,8 +20,12 @@ class Hit:
     ordinal: int  # the passage's position in its document, from 0
     doc_passages: int  # how many passages the document has
     doc_length: int  # characters in the document
-    scores: dict[str, float] = field(default_factory=dict)
-    highlights: list[dict[str, int]] = field(default_factory=list)
+    heading: str = ""
+    scores: dict[str, float] = field(default_factory=dict)  # dense, keyword, fused
+    ranks: dict[str, int | None] = field(default_factory=dict)  # rank in the dense and keyword lists
+    confident: bool = False
+    highlights: list[dict[str, Any]] = field(default_factory=list)  # {start, end, score}: answering sentences
+    terms: list[dict[str, Any]] = field(default_factory=list)  # {start, end, term}: query words found
 
     def position(self) -> str:
         """Where the passage stands in its document, for people."""
@@ -43,7 +47,11 @@ class Hit:
             "source": self.source,
             "start": self.start,
             "end": self.end,
+            "heading": self.heading,
             "passage": {"ordinal": self.ordinal, "of": self.doc_passages, "doc_length": self.doc_length},
             "scores": {name: round(value, 6) for name, value in self.scores.items()},
+            "ranks": self.ranks,
+            "confident": self.confident,
             "highlights": self.highlights,
+            "terms": self.terms,
         }

@@ -8,6 +8,7 @@ Layout of ``index/``::
     build-.../passages.jsonl                 one passage a line (id, doc_id, ordinal, start, end, text)
     build-.../vectors.npy                    float32 [passages, dimension], saved without pickle
     build-.../vectors.faiss                  the FAISS inner-product index over those vectors
+    build-.../bm25/                          the BM25 keyword index (NumPy arrays and JSON, via bm25s)
 
 A build is written to a hidden temporary folder, renamed to its final name, and only then
 made current by replacing the ``current`` symlink, so a crash at any point leaves the
@@ -30,11 +31,11 @@ import faiss
 import numpy as np
 
 from kb.chunk import Passage
+from kb.keyword import KeywordIndex
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT = "current"
 MANIFEST = "manifest.json"
-FILES = ("manifest.json", "documents.jsonl", "passages.jsonl", "vectors.npy", "vectors.faiss")
 KEEP_BUILDS = 2  # the current build and the one before it
 
 
@@ -75,6 +76,7 @@ class Index:
     passages: list[Passage]
     vectors: np.ndarray
     faiss_index: Any
+    keyword: KeywordIndex
 
     @property
     def model(self) -> str:
@@ -87,9 +89,6 @@ class Index:
             return []
         scores, ids = self.faiss_index.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-
-    def passages_of(self, doc_id: str) -> list[int]:
-        return [i for i, p in enumerate(self.passages) if p.doc_id == doc_id]
 
 
 class IndexStore:
@@ -142,6 +141,7 @@ class IndexStore:
         documents: Sequence[StoredDocument],
         passages: Sequence[Passage],
         vectors: np.ndarray,
+        keyword: KeywordIndex,
     ) -> Path:
         """Write a complete build and make it current; returns its folder. Call under lock()."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -150,7 +150,7 @@ class IndexStore:
         tmp = self.root / f".tmp-{name}"
         tmp.mkdir()
         try:
-            _write_files(tmp, manifest, documents, passages, vectors)
+            _write_files(tmp, manifest, documents, passages, vectors, keyword)
             final = self.root / name
             os.rename(tmp, final)
             link_tmp = self.root / f".{CURRENT}-{name}"
@@ -184,6 +184,7 @@ def _write_files(
     documents: Sequence[StoredDocument],
     passages: Sequence[Passage],
     vectors: np.ndarray,
+    keyword: KeywordIndex,
 ) -> None:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.shape[0] != len(passages):
@@ -195,6 +196,9 @@ def _write_files(
         _flush(handle)
     faiss.write_index(make_faiss_index(vectors), str(folder / "vectors.faiss"))
     _fsync_file(folder / "vectors.faiss")
+    keyword.save(folder)
+    for path in (folder / "bm25").iterdir():
+        _fsync_file(path)
     # The manifest goes last: a folder without one is never mistaken for a build.
     with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=2, sort_keys=True)
@@ -274,15 +278,19 @@ def load_build(folder: Path, expected_model: str | None = None) -> Index:
         faiss_index = faiss.read_index(str(faiss_path))
     except Exception:
         raise IndexCorrupt(f"{faiss_path} cannot be read: run `kb build` to rebuild the index") from None
+    try:
+        keyword = KeywordIndex.load(folder)
+    except Exception:
+        raise IndexCorrupt(f"{folder / 'bm25'} cannot be read: run `kb build` to rebuild the index") from None
     expected = (manifest.get("passage_count"), manifest.get("dimension"))
     if vectors.shape != (len(passages), manifest.get("dimension")) or faiss_index.ntotal != len(passages) \
-            or len(passages) != expected[0] or faiss_index.d != expected[1]:
+            or len(passages) != expected[0] or faiss_index.d != expected[1] or keyword.size != len(passages):
         raise IndexCorrupt(
             f"{folder} does not match its manifest ({len(passages)} passages, vectors {vectors.shape}, "
             f"FAISS {faiss_index.ntotal}x{faiss_index.d}, manifest {expected[0]}x{expected[1]}): "
             "run `kb build` to rebuild the index"
         )
-    return Index(folder, manifest, documents, passages, vectors, faiss_index)
+    return Index(folder, manifest, documents, passages, vectors, faiss_index, keyword)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 from kb.embed import Embedder
+from kb.highlight import Highlighter
 from kb.index import IndexProblem, IndexStore
 from kb.search import Searcher
+from kb.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +24,15 @@ class LiveSearcher:
     fails to load is logged and skipped; the previous one keeps answering.
     """
 
-    def __init__(self, store: IndexStore, embedder: Embedder, check_every: float = 1.0) -> None:
+    def __init__(self, store: IndexStore, embedder: Embedder, settings: Settings | None = None,
+                 check_every: float = 1.0) -> None:
         self.store = store
         self.embedder = embedder
+        self.settings = settings or Settings.from_env()
+        self.highlighter = Highlighter(embedder)
         self.check_every = check_every
         self._lock = threading.Lock()
-        self._searcher = Searcher(store.load(expected_model=embedder.name), embedder)
+        self._searcher = self._make(store.load(expected_model=embedder.name))
         self._path: Path | None = self._searcher.index.path
         self._rejected: Path | None = None
         self._checked = time.monotonic()
@@ -47,10 +52,13 @@ class LiveSearcher:
         if path is None or path == self._path or path == self._rejected:
             return
         try:
-            searcher = Searcher(self.store.load(expected_model=self.embedder.name), self.embedder)
+            searcher = self._make(self.store.load(expected_model=self.embedder.name))
         except (IndexProblem, ValueError, OSError) as exc:
             self._rejected = path
             log.error("kept serving %s; the new index %s did not load: %s", self._path, path, exc)
             return
         self._searcher, self._path = searcher, path
         log.info("now serving %s (%d passages)", path, len(searcher.index.passages))
+
+    def _make(self, index) -> Searcher:
+        return Searcher(index, self.embedder, self.settings, self.highlighter)

@@ -1,33 +1,123 @@
-"""The query pipeline: embed the question, find the nearest passages, return Hits."""
+"""The query pipeline: dense and keyword retrieval, fusion, confidence, highlights -> Hits.
+
+Both retrievers propose candidates; every candidate then gets both scores exactly (a dot
+product with its stored vector, and its BM25 score), so fusion never has to guess a
+missing score, and each hit reports its rank in each list.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
 
 from kb.embed import Embedder
 from kb.hit import Hit
 from kb.index import Index
+from kb.keyword import terms
+from kb.settings import Settings
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 50
 DEFAULT_K = 5
+RRF_K = 60  # the constant from Cormack et al. (2009)
+
+
+@dataclass
+class Answer:
+    query: str
+    mode: str
+    hits: list[Hit]
+    confident: bool  # whether any hit clears the "no good match" threshold
+
+    def to_json(self, k: int, took_ms: float) -> dict:
+        """The JSON shape shared by the API and `kb search --json`."""
+        return {"query": self.query, "k": k, "mode": self.mode, "took_ms": round(took_ms, 2),
+                "confident": self.confident, "results": [h.to_dict() for h in self.hits]}
 
 
 class Searcher:
-    def __init__(self, index: Index, embedder: Embedder) -> None:
+    def __init__(self, index: Index, embedder: Embedder, settings: Settings | None = None, highlighter=None) -> None:
         if index.model != embedder.name:
             raise ValueError(f"index built with {index.model!r}, embedder is {embedder.name!r}")
         self.index = index
         self.embedder = embedder
+        self.settings = settings or Settings.from_env(environ={})
+        self.highlighter = highlighter
 
-    def search(self, query: str, k: int = DEFAULT_K) -> list[Hit]:
+    def search(self, query: str, k: int = DEFAULT_K, mode: str | None = None) -> list[Hit]:
+        return self.answer(query, k, mode).hits
+
+    def answer(self, query: str, k: int = DEFAULT_K, mode: str | None = None, highlights: bool = True) -> Answer:
+        mode = mode or self.settings.search_mode
         query_vector = self.embedder.encode_query(query)
-        return [self._hit(rank, position, score) for rank, (position, score) in enumerate(self.index.search(query_vector, k), 1)]
+        query_terms = terms(query)
+        positions, scores = self._rank(query_vector, query_terms, k, mode)
+        hits = [self._hit(rank, p, scores, mode) for rank, p in enumerate(positions, 1)]
+        threshold = self.settings.confidence_threshold
+        for hit in hits:
+            hit.confident = hit.scores["dense"] >= threshold
+        if highlights and self.highlighter is not None:
+            self.highlighter.annotate(hits, query_vector, set(query_terms))
+        return Answer(query, mode, hits, any(h.confident for h in hits))
 
-    def _hit(self, rank: int, position: int, score: float) -> Hit:
+    def _rank(self, query_vector: np.ndarray, query_terms: list[str], k: int, mode: str):
+        index = self.index
+        depth = max(k, self.settings.candidates)
+        candidates: dict[int, None] = {}
+        if mode in ("dense", "hybrid"):
+            candidates.update((p, None) for p, _ in index.search(query_vector, depth))
+        keyword_all = index.keyword.scores(query_terms)
+        if mode in ("keyword", "hybrid"):
+            for p in _top(keyword_all, depth):
+                if keyword_all[p] > 0:
+                    candidates[int(p)] = None
+        if not candidates:
+            return [], {}
+        pool = np.fromiter(candidates, dtype=np.int64)
+        pool_vectors = np.asarray(index.vectors[pool], dtype=np.float32)
+        dense = pool_vectors @ query_vector
+        keyword = keyword_all[pool]
+        if mode == "dense":
+            fused = dense
+        elif mode == "keyword":
+            fused = keyword
+        else:
+            fused = self._fuse(dense, keyword)
+            if self.settings.feedback > 0 and len(pool) > self.settings.feedback:
+                # Pseudo-relevance feedback: move the query towards the best fused passages, re-score the pool.
+                top = np.argsort(-fused, kind="stable")[: self.settings.feedback]
+                expanded = query_vector + self.settings.feedback_weight * pool_vectors[top].mean(axis=0)
+                expanded /= np.linalg.norm(expanded) or 1.0
+                fused = self._fuse(pool_vectors @ expanded, keyword)
+        order = np.lexsort((-dense, -fused))[:k]  # ties broken by the dense score
+        dense_ranks, keyword_ranks = _ranks(dense), _ranks(keyword)
+        scores = {
+            int(pool[i]): {
+                "dense": float(dense[i]),
+                "keyword": float(keyword[i]),
+                "fused": float(fused[i]),
+                "rank_dense": int(dense_ranks[i]),
+                "rank_keyword": int(keyword_ranks[i]) if keyword[i] > 0 else None,
+            }
+            for i in order
+        }
+        return [int(pool[i]) for i in order], scores
+
+    def _fuse(self, dense: np.ndarray, keyword: np.ndarray) -> np.ndarray:
+        fusion, weight = self.settings.fusion, self.settings.hybrid_weight
+        if fusion == "rrf":
+            return 1.0 / (RRF_K + _ranks(dense)) + 1.0 / (RRF_K + _ranks(keyword))
+        normalize = _zscore if fusion == "zscore" else _minmax
+        return weight * normalize(dense) + (1 - weight) * normalize(keyword)
+
+    def _hit(self, rank: int, position: int, scores: dict[int, dict], mode: str) -> Hit:
         passage = self.index.passages[position]
         document = self.index.documents[passage.doc_id]
+        s = scores[position]
         return Hit(
             rank=rank,
-            score=score,
+            score=s["fused"],
             passage_id=passage.id,
             doc_id=passage.doc_id,
             title=document.title,
@@ -38,5 +128,35 @@ class Searcher:
             ordinal=passage.ordinal,
             doc_passages=document.passages,
             doc_length=len(document.text),
-            scores={"dense": score},
+            heading=passage.heading,
+            scores={"dense": s["dense"], "keyword": s["keyword"], "fused": s["fused"]},
+            ranks={"dense": s["rank_dense"], "keyword": s["rank_keyword"]},
         )
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    if n >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, n)[:n]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based rank of each value, highest first."""
+    ranks = np.empty(len(values), dtype=np.int64)
+    ranks[np.argsort(-values, kind="stable")] = np.arange(1, len(values) + 1)
+    return ranks
+
+
+def _minmax(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-9:
+        return np.ones_like(values)
+    return (values - low) / (high - low)
+
+
+def _zscore(values: np.ndarray) -> np.ndarray:
+    spread = float(values.std())
+    if spread < 1e-9:
+        return np.zeros_like(values)
+    return (values - float(values.mean())) / spread

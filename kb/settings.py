@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+MODES = ("hybrid", "dense", "keyword")
+FUSIONS = ("zscore", "minmax", "rrf")
+
+
 def _setting(default: Any, env: str, help: str) -> Any:
     return field(default=default, metadata={"env": env, "help": help})
 
@@ -28,12 +32,29 @@ class Settings:
     host: str = _setting("127.0.0.1", "KB_HOST", "Address `kb serve` binds to.")
     port: int = _setting(8000, "KB_PORT", "Port `kb serve` listens on.")
     chunk_tokens: int = _setting(
-        128, "KB_CHUNK_TOKENS", "Largest passage, in the model's own word pieces (capped by what the model reads)."
+        256, "KB_CHUNK_TOKENS", "Largest passage, in the model's own word pieces (capped by what the model reads)."
     )
     chunk_overlap: int = _setting(
         32, "KB_CHUNK_OVERLAP", "Word pieces of whole trailing sentences repeated at the start of the next passage."
     )
     batch_size: int = _setting(32, "KB_BATCH_SIZE", "Passages embedded per batch by `kb build`.")
+    search_mode: str = _setting("hybrid", "KB_SEARCH_MODE", "Default retrieval mode: hybrid, dense or keyword.")
+    fusion: str = _setting(
+        "zscore", "KB_FUSION",
+        "How hybrid mode fuses the two lists: zscore or minmax (weighted normalized scores), or rrf (reciprocal rank).",
+    )
+    hybrid_weight: float = _setting(
+        0.7, "KB_HYBRID_WEIGHT", "Weight of the dense score in zscore and minmax fusion (0 = keyword only, 1 = dense only)."
+    )
+    feedback: int = _setting(
+        3, "KB_FEEDBACK", "Hybrid mode: top fused passages whose vectors are added to the query vector before re-scoring (0 = off)."
+    )
+    feedback_weight: float = _setting(1.0, "KB_FEEDBACK_WEIGHT", "Weight of those passages' mean vector in the re-scoring query.")
+    candidates: int = _setting(100, "KB_CANDIDATES", "Passages taken from each list before fusion.")
+    confidence_threshold: float = _setting(
+        0.11, "KB_CONFIDENCE_THRESHOLD",
+        "Cosine similarity a passage needs to count as answering the question (calibrated for the default model).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -56,6 +77,16 @@ class Settings:
             )
         if not 0 < self.port < 65536:
             raise ValueError(f"KB_PORT must be between 1 and 65535, got {self.port}")
+        if self.search_mode not in MODES:
+            raise ValueError(f"KB_SEARCH_MODE must be one of {', '.join(MODES)}, got {self.search_mode!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"KB_FUSION must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if not 0.0 <= self.hybrid_weight <= 1.0:
+            raise ValueError(f"KB_HYBRID_WEIGHT must be between 0 and 1, got {self.hybrid_weight}")
+        if self.feedback < 0 or self.feedback_weight < 0:
+            raise ValueError("KB_FEEDBACK and KB_FEEDBACK_WEIGHT must not be negative")
+        if self.candidates < 1:
+            raise ValueError(f"KB_CANDIDATES must be at least 1, got {self.candidates}")
         if self.batch_size < 1:
             raise ValueError(f"KB_BATCH_SIZE must be at least 1, got {self.batch_size}")
         return self
@@ -70,6 +101,11 @@ def _parse(name: str, env: str, kind: type, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ValueError(f"{env} must be a whole number, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{env} must be a number, got {raw!r}") from None
     if issubclass(kind, Path):
         return Path(raw)
     return raw

@@ -7,14 +7,15 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 
 from web.errors import ApiError
-from web.params import parse_k, parse_query
+from web.params import parse_k, parse_mode, parse_query
 
 api = Blueprint("api", __name__)
 
 
 @api.get("/search")
 def search_get():
-    return _answer(parse_query(request.args.get("q")), parse_k(request.args.get("k")))
+    args = request.args
+    return _answer(parse_query(args.get("q")), parse_k(args.get("k")), parse_mode(args.get("mode")))
 
 
 @api.post("/search")
@@ -27,18 +28,17 @@ def search_post():
         raise ApiError(400, "malformed_json", "the body is not valid JSON")
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", f'the body must be a JSON object like {{"q": "...", "k": 5}}, got {type(body).__name__}')
-    unknown = sorted(set(body) - {"q", "k"})
+    unknown = sorted(set(body) - {"q", "k", "mode"})
     if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}; allowed: q, k")
-    return _answer(parse_query(body.get("q")), parse_k(body.get("k"), from_json=True))
+        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}; allowed: q, k, mode")
+    return _answer(parse_query(body.get("q")), parse_k(body.get("k"), from_json=True), parse_mode(body.get("mode")))
 
 
-def _answer(query: str, k: int):
+def _answer(query: str, k: int, mode: str | None):
     searcher = current_app.extensions["kb"].current()
     began = time.perf_counter()
-    hits = searcher.search(query, k)
-    took_ms = (time.perf_counter() - began) * 1000
-    return jsonify({"query": query, "k": k, "took_ms": round(took_ms, 2), "results": [h.to_dict() for h in hits]})
+    answer = searcher.answer(query, k, mode)
+    return jsonify(answer.to_json(k, (time.perf_counter() - began) * 1000))
 
 
 @api.get("/health")

@@ -7,8 +7,10 @@ import time
 from flask import Blueprint, abort, current_app, render_template, request
 
 from kb.search import DEFAULT_K, MAX_K
+from kb.settings import MODES
 from web.errors import ApiError
-from web.params import parse_k, parse_query
+from web.params import parse_k, parse_mode, parse_query
+from web.render import marked_passage
 
 pages = Blueprint("pages", __name__)
 
@@ -16,18 +18,20 @@ pages = Blueprint("pages", __name__)
 @pages.get("/")
 def search_page():
     raw_query = request.args.get("q")
-    context = {"query": raw_query or "", "k": DEFAULT_K, "max_k": MAX_K, "hits": None, "error": None, "took_ms": None}
+    searcher = current_app.extensions["kb"].current()
+    context = {"query": raw_query or "", "k": DEFAULT_K, "max_k": MAX_K, "modes": MODES,
+               "mode": searcher.settings.search_mode, "answer": None, "error": None, "took_ms": None,
+               "marked_passage": marked_passage}
     if raw_query is None:
         return render_template("search.html", **context)
     try:
-        query, k = parse_query(raw_query), parse_k(request.args.get("k"))
+        query, k, mode = parse_query(raw_query), parse_k(request.args.get("k")), parse_mode(request.args.get("mode"))
     except ApiError as exc:
         context["error"] = exc.message
         return render_template("search.html", **context), exc.status
-    searcher = current_app.extensions["kb"].current()
     began = time.perf_counter()
-    context.update(hits=searcher.search(query, k), k=k)
-    context["took_ms"] = (time.perf_counter() - began) * 1000
+    answer = searcher.answer(query, k, mode)
+    context.update(answer=answer, k=k, mode=answer.mode, took_ms=(time.perf_counter() - began) * 1000)
     return render_template("search.html", **context)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kb.search import DEFAULT_K, MAX_K, MAX_QUERY_CHARS
+from kb.settings import MODES
 from web.errors import ApiError
 
 
@@ -35,4 +36,14 @@ def parse_k(raw: Any, from_json: bool = False) -> int:
         raw = int(text)
     if not 1 <= raw <= MAX_K:
         raise ApiError(400, "k_out_of_range", f"k must be between 1 and {MAX_K}, got {raw}")
+    return raw
+
+
+def parse_mode(raw: Any) -> str | None:
+    """None means the configured default (KB_SEARCH_MODE)."""
+    if raw is None or raw == "":
+        return None
+    if raw not in MODES:
+        shown = raw[:40] if isinstance(raw, str) else raw
+        raise ApiError(400, "invalid_mode", f"mode must be one of {', '.join(MODES)}, got {shown!r}")
     return raw

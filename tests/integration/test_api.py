@@ -1,11 +1,19 @@
 """The JSON API and the page through Flask's test client, over the real seed index."""
 
+import html as htmllib
+import re
+
 import pytest
 
 from tests.conftest import SEED_QUESTIONS
 from kb.questions import load_questions
 
 QUESTION = load_questions(SEED_QUESTIONS)[0]
+
+
+def visible(markup: str) -> str:
+    """The text a browser would show (tags dropped, entities decoded)."""
+    return htmllib.unescape(re.sub(r"<[^>]+>", "", markup))
 
 
 def error_of(response, status):
@@ -113,7 +121,7 @@ def test_the_page_renders_results_as_an_ordered_list(client):
     assert response.status_code == 200
     assert '<label for="q">' in html and 'id="q"' in html
     assert html.count('<li class="result"') == 5
-    first = html.split('<li class="result"')[1]
+    first = visible(html.split('<li class="result"')[1])
     assert QUESTION.evidence in first
     assert "passage " in first and "characters " in first and "score " in first
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kb.build import build_index
-from kb.index import IndexCorrupt, IndexMismatch, IndexMissing, IndexStore
+from kb.index import FORMAT_VERSION, IndexCorrupt, IndexMismatch, IndexMissing, IndexStore
 from kb.settings import Settings
 from tests.fakes import FakeEmbedder
 
@@ -35,10 +35,11 @@ def test_build_writes_plain_files_with_a_manifest(settings):
     build_index(settings, embedder=FakeEmbedder())
     folder = IndexStore(settings.index_dir).current_path()
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["manifest.json", "documents.jsonl", "passages.jsonl", "vectors.npy", "vectors.faiss"]
+        ["manifest.json", "documents.jsonl", "passages.jsonl", "vectors.npy", "vectors.faiss", "bm25"]
     )
+    assert all(p.suffix in (".npy", ".json") for p in (folder / "bm25").iterdir())
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["dimension"] == 8
     assert manifest["config"]["chunk_tokens"] == 16 and manifest["config"]["chunk_overlap"] == 4
     assert set(manifest["documents"]) == {"alpha.txt", "beta.md"}

@@ -1,0 +1,91 @@
+"""Keyword search: BM25 (bm25s) over Snowball-stemmed words, saved beside the vectors.
+
+bm25s keeps its scores as sparse matrices saved with NumPy (no pickle) and a JSON vocabulary,
+so a build folder stays a folder of plain files.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+FOLDER = "bm25"
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # the same word pattern bm25s uses
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased, stemmed, stop-word-free terms, as indexed."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _stopwords()]
+    return _stemmer().stemWords(words)
+
+
+def term_spans(text: str, wanted: set[str]) -> list[tuple[int, int, str]]:
+    """(start, end, word) of each word in text whose stem is in ``wanted``."""
+    if not wanted:
+        return []
+    spans = []
+    for match in _WORD.finditer(text):
+        word = match.group().lower()
+        if word in _stopwords():
+            continue
+        if _stemmer().stemWord(word) in wanted:
+            spans.append((match.start(), match.end(), match.group()))
+    return spans
+
+
+class KeywordIndex:
+    def __init__(self, retriever) -> None:
+        self.retriever = retriever
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> "KeywordIndex":
+        import bm25s
+
+        retriever = bm25s.BM25(method="lucene")
+        # Tokenised with our own terms() so indexing and querying can never disagree.
+        corpus = [terms(t) for t in texts]
+        vocab: dict[str, int] = {}
+        ids = [[vocab.setdefault(term, len(vocab)) for term in doc] for doc in corpus]
+        retriever.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=False)
+        return cls(retriever)
+
+    def save(self, folder: Path) -> None:
+        self.retriever.save(str(Path(folder) / FOLDER), show_progress=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> "KeywordIndex":
+        import bm25s
+
+        return cls(bm25s.BM25.load(str(Path(folder) / FOLDER), mmap=False))
+
+    @property
+    def size(self) -> int:
+        return int(self.retriever.scores["num_docs"])
+
+    def scores(self, query_terms: Sequence[str]) -> np.ndarray:
+        """BM25 score of every passage for the query terms (zeros when none is indexed)."""
+        ids = self.retriever.get_tokens_ids(list(query_terms))
+        if not ids:
+            return np.zeros(self.size, dtype=np.float32)
+        return np.asarray(self.retriever.get_scores_from_ids(ids), dtype=np.float32)
