@@ -9,9 +9,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kb.chunk import Passage, chunk_text, headings
+from kb.chunk import Passage, chunk_text, headings, sentence_spans
 from kb.embed import Embedder, get_embedder
-from kb.index import FORMAT_VERSION, IndexProblem, IndexStore, StoredDocument
+from kb.index import FORMAT_VERSION, IndexProblem, IndexStore, SentenceTable, StoredDocument
 from kb.keyword import KeywordIndex
 from kb.ingest import Document, read_corpus
 from kb.settings import Settings
@@ -19,7 +19,7 @@ from kb.settings import Settings
 log = logging.getLogger(__name__)
 
 # Bump when chunking or the text given to the embedder changes, so old vectors are not reused.
-CHUNKER_VERSION = 2
+CHUNKER_VERSION = 3
 CONTEXT_CHARS = 160  # the longest title or heading given to the model as context
 
 ProgressFactory = Callable[[int], Callable[[int], None]]
@@ -147,25 +147,23 @@ def build_index(
         old_rows = _rows_by_doc(old.passages) if old else {}
 
         passages: list[Passage] = []
-        rows: list[np.ndarray | None] = []  # a reused vector, or None where a new one is needed
-        to_embed: list[tuple[int, str]] = []
+        reused: list[tuple[int, int]] = []  # (new position, position in the old build)
+        to_embed: list[tuple[int, str]] = []  # (new position, document title)
         stored: list[StoredDocument] = []
         for document in documents:
             if document.id in unchanged and old is not None:
                 positions = old_rows.get(document.id, [])
                 doc_passages = [old.passages[i] for i in positions]
+                reused.extend((len(passages) + n, i) for n, i in enumerate(positions))
                 passages.extend(doc_passages)
-                rows.extend(np.asarray(old.vectors[i]) for i in positions)
             else:
                 sections = headings(document.text, markdown=document.source.lower().endswith(".md"))
                 limit = passage_limit(document, sections, embedder, settings)
                 doc_passages = chunk_text(
                     document.id, document.text, embedder.count_tokens, limit, settings.chunk_overlap, sections
                 )
-                for passage in doc_passages:
-                    to_embed.append((len(passages), embedding_text(document.title, passage)))
-                    passages.append(passage)
-                    rows.append(None)
+                to_embed.extend((len(passages) + n, document.title) for n in range(len(doc_passages)))
+                passages.extend(doc_passages)
             stored.append(
                 StoredDocument(
                     document.id, document.title, document.source, document.content_hash,
@@ -174,13 +172,7 @@ def build_index(
             )
 
         tick = progress(len(to_embed)) if progress else None
-        fresh = embedder.encode([text for _, text in to_embed], settings.batch_size, tick)
-        vectors = np.zeros((len(passages), embedder.dimension), dtype=np.float32)
-        for (position, _), vector in zip(to_embed, fresh):
-            vectors[position] = vector
-        for position, row in enumerate(rows):
-            if row is not None:
-                vectors[position] = row
+        vectors, sentences = _embed(embedder, settings, passages, to_embed, reused, old, tick)
         titles = {d.id: d.title for d in stored}
         keyword = KeywordIndex.build([embedding_text(titles[p.doc_id], p) for p in passages])
 
@@ -191,13 +183,13 @@ def build_index(
             "config": config,
             "chunk": {"max_tokens": min(settings.chunk_tokens, embedder.max_tokens),
                       "overlap_tokens": settings.chunk_overlap, "context": "title and section heading"},
-            "keyword": {"method": "bm25 (lucene)", "stemmer": "snowball english", "stopwords": "english"},
+            "keyword": {"method": "bm25 (lucene)", "stemmer": "snowball english", "stopwords": "english (bm25s STOPWORDS_EN_PLUS)"},
             "passage_count": len(passages),
             "document_count": len(stored),
             "documents": {d.id: {"hash": d.hash, "passages": d.passages, "source": d.source} for d in stored},
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        path = store.write(manifest, stored, passages, vectors, keyword)
+        path = store.write(manifest, stored, passages, vectors, keyword, sentences)
         report.passages_embedded = len(to_embed)
         report.passages = len(passages)
         report.written = True
@@ -205,6 +197,37 @@ def build_index(
         report.index_path = str(path)
         report.seconds = time.perf_counter() - began
         return report
+
+
+def _embed(
+    embedder: Embedder,
+    settings: Settings,
+    passages: list[Passage],
+    to_embed: list[tuple[int, str]],
+    reused: list[tuple[int, int]],
+    old: Any,
+    tick: Callable[[int], None] | None,
+) -> tuple[np.ndarray, SentenceTable]:
+    """Vectors for every passage (new ones embedded, unchanged ones copied) and their sentences' vectors."""
+    texts, spans = [], []
+    for position, title in to_embed:
+        passage = passages[position]
+        text = embedding_text(title, passage)
+        base = len(text) - len(passage.text)  # the passage text closes the embedding text
+        texts.append(text)
+        spans.append([(base + a, base + b) for a, b in sentence_spans(passage.text)])
+    fresh, fresh_sentences = embedder.encode_passages(texts, spans, settings.batch_size, tick)
+    vectors = np.zeros((len(passages), embedder.dimension), dtype=np.float32)
+    per_passage: list[tuple[np.ndarray, np.ndarray]] = [None] * len(passages)  # type: ignore[list-item]
+    for (position, _), vector, sentence_vectors, text, text_spans in zip(to_embed, fresh, fresh_sentences, texts, spans):
+        vectors[position] = vector
+        shift = passages[position].start - (len(text) - len(passages[position].text))
+        absolute = np.asarray(text_spans, dtype=np.int64).reshape(-1, 2) + shift
+        per_passage[position] = (absolute, sentence_vectors)
+    for position, old_position in reused:
+        vectors[position] = old.vectors[old_position]
+        per_passage[position] = old.sentences.of(old_position)
+    return vectors, SentenceTable.assemble(per_passage, embedder.dimension)
 
 
 def _rows_by_doc(passages: list[Passage]) -> dict[str, list[int]]:

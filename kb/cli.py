@@ -131,13 +131,12 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from kb.embed import get_embedder
-    from kb.highlight import Highlighter
     from kb.index import IndexStore
     from kb.search import Searcher
 
     index = IndexStore(settings.index_dir).load(expected_model=settings.model)
     embedder = get_embedder(settings.model)
-    searcher = Searcher(index, embedder, settings, Highlighter(embedder))
+    searcher = Searcher(index, embedder, settings)
     began = time.perf_counter()
     answer = searcher.answer(args.query, args.k, args.mode)
     took_ms = (time.perf_counter() - began) * 1000

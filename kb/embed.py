@@ -96,6 +96,52 @@ class Embedder:
                     progress(len(idx))
         return out
 
+    def encode_passages(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Passage vectors, and a vector for each character span of each text, from one forward pass.
+
+        The span vectors are "late chunked": the mean of the passage's contextual token
+        embeddings that fall inside the span, so a sentence is read in its passage's context
+        and highlighting at query time is a dot product, not another model call.
+        """
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        span_vectors: list[np.ndarray] = [np.zeros((0, self.dimension), dtype=np.float32)] * len(texts)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        with self._lock:
+            for begin in range(0, len(texts), batch_size):
+                idx = order[begin : begin + batch_size]
+                outputs = self.model.encode(
+                    [texts[i] for i in idx], batch_size=batch_size, output_value=None, show_progress_bar=False
+                )
+                for i, output in zip(idx, outputs):
+                    vector = output["sentence_embedding"].float().numpy()
+                    vectors[i] = vector / (np.linalg.norm(vector) or 1.0)
+                    span_vectors[i] = self._span_vectors(texts[i], spans[i], output, vectors[i])
+                if progress:
+                    progress(len(idx))
+        return vectors, span_vectors
+
+    def _span_vectors(self, text: str, spans: Sequence[tuple[int, int]], output: dict, fallback: np.ndarray) -> np.ndarray:
+        mask = output["attention_mask"].bool().numpy()
+        tokens = output["token_embeddings"].float().numpy()[mask]
+        encoded = self.tokenizer(text, return_offsets_mapping=True, truncation=True, max_length=self.max_seq_length)
+        offsets = np.asarray(encoded.get("offset_mapping") or [], dtype=np.int64).reshape(-1, 2)
+        result = np.tile(fallback, (len(spans), 1))
+        if len(offsets) != len(tokens):  # a tokenizer without offsets, or one that disagrees: keep the fallback
+            return result
+        real = offsets[:, 1] > offsets[:, 0]
+        for row, (start, end) in enumerate(spans):
+            inside = real & (offsets[:, 0] >= start) & (offsets[:, 1] <= end)
+            if inside.any():
+                vector = tokens[inside].mean(axis=0)
+                result[row] = vector / (np.linalg.norm(vector) or 1.0)
+        return result
+
     def encode_query(self, query: str) -> np.ndarray:
         return self.encode([query])[0]
 

@@ -9,6 +9,8 @@ Layout of ``index/``::
     build-.../vectors.npy                    float32 [passages, dimension], saved without pickle
     build-.../vectors.faiss                  the FAISS inner-product index over those vectors
     build-.../bm25/                          the BM25 keyword index (NumPy arrays and JSON, via bm25s)
+    build-.../sentences.npy                  float16 [sentences, dimension]: late-chunked sentence vectors
+    build-.../sentence_spans.npy             int64 [sentences, 3]: passage position, start, end in the document
 
 A build is written to a hidden temporary folder, renamed to its final name, and only then
 made current by replacing the ``current`` symlink, so a crash at any point leaves the
@@ -33,7 +35,7 @@ import numpy as np
 from kb.chunk import Passage
 from kb.keyword import KeywordIndex
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CURRENT = "current"
 MANIFEST = "manifest.json"
 KEEP_BUILDS = 2  # the current build and the one before it
@@ -67,6 +69,28 @@ class StoredDocument:
 
 
 @dataclass
+class SentenceTable:
+    """Each passage's sentences (absolute spans) and their vectors, rows grouped by passage position."""
+
+    spans: np.ndarray  # int64 [sentences, 3]: passage position, start, end
+    vectors: np.ndarray  # float16 [sentences, dimension]
+
+    @classmethod
+    def assemble(cls, per_passage: Sequence[tuple[np.ndarray, np.ndarray]], dimension: int) -> "SentenceTable":
+        spans = [np.column_stack([np.full(len(s), p, dtype=np.int64), s]) for p, (s, _) in enumerate(per_passage)]
+        vectors = [v for _, v in per_passage]
+        return cls(
+            np.concatenate(spans).astype(np.int64) if spans else np.zeros((0, 3), dtype=np.int64),
+            np.concatenate(vectors).astype(np.float16) if vectors else np.zeros((0, dimension), dtype=np.float16),
+        )
+
+    def of(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """(spans [k, 2], vectors [k, dimension]) of one passage."""
+        low, high = np.searchsorted(self.spans[:, 0], [position, position + 1])
+        return np.asarray(self.spans[low:high, 1:]), np.asarray(self.vectors[low:high], dtype=np.float32)
+
+
+@dataclass
 class Index:
     """A loaded build: documents, passages, their vectors and the FAISS index over them."""
 
@@ -77,6 +101,7 @@ class Index:
     vectors: np.ndarray
     faiss_index: Any
     keyword: KeywordIndex
+    sentences: SentenceTable
 
     @property
     def model(self) -> str:
@@ -142,6 +167,7 @@ class IndexStore:
         passages: Sequence[Passage],
         vectors: np.ndarray,
         keyword: KeywordIndex,
+        sentences: SentenceTable,
     ) -> Path:
         """Write a complete build and make it current; returns its folder. Call under lock()."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -150,7 +176,7 @@ class IndexStore:
         tmp = self.root / f".tmp-{name}"
         tmp.mkdir()
         try:
-            _write_files(tmp, manifest, documents, passages, vectors, keyword)
+            _write_files(tmp, manifest, documents, passages, vectors, keyword, sentences)
             final = self.root / name
             os.rename(tmp, final)
             link_tmp = self.root / f".{CURRENT}-{name}"
@@ -185,15 +211,18 @@ def _write_files(
     passages: Sequence[Passage],
     vectors: np.ndarray,
     keyword: KeywordIndex,
+    sentences: SentenceTable,
 ) -> None:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.shape[0] != len(passages):
         raise ValueError(f"{len(passages)} passages but {vectors.shape[0]} vectors")
     _write_jsonl(folder / "documents.jsonl", (asdict(d) for d in documents))
     _write_jsonl(folder / "passages.jsonl", (asdict(p) for p in passages))
-    with open(folder / "vectors.npy", "wb") as handle:
-        np.save(handle, vectors, allow_pickle=False)
-        _flush(handle)
+    for name, array in (("vectors.npy", vectors), ("sentences.npy", sentences.vectors),
+                        ("sentence_spans.npy", sentences.spans)):
+        with open(folder / name, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+            _flush(handle)
     faiss.write_index(make_faiss_index(vectors), str(folder / "vectors.faiss"))
     _fsync_file(folder / "vectors.faiss")
     keyword.save(folder)
@@ -272,7 +301,10 @@ def load_build(folder: Path, expected_model: str | None = None) -> Index:
         passages = [Passage(**p) for p in _read_jsonl(folder / "passages.jsonl")]
     except (TypeError, KeyError) as exc:
         raise IndexCorrupt(f"{folder} has malformed records ({exc}): run `kb build` to rebuild the index") from None
-    vectors = _load_vectors(folder / "vectors.npy")
+    vectors = _load_array(folder / "vectors.npy", np.float32)
+    sentences = SentenceTable(
+        _load_array(folder / "sentence_spans.npy", np.int64), _load_array(folder / "sentences.npy", np.float16)
+    )
     faiss_path = folder / "vectors.faiss"
     try:
         faiss_index = faiss.read_index(str(faiss_path))
@@ -284,13 +316,14 @@ def load_build(folder: Path, expected_model: str | None = None) -> Index:
         raise IndexCorrupt(f"{folder / 'bm25'} cannot be read: run `kb build` to rebuild the index") from None
     expected = (manifest.get("passage_count"), manifest.get("dimension"))
     if vectors.shape != (len(passages), manifest.get("dimension")) or faiss_index.ntotal != len(passages) \
-            or len(passages) != expected[0] or faiss_index.d != expected[1] or keyword.size != len(passages):
+            or len(passages) != expected[0] or faiss_index.d != expected[1] or keyword.size != len(passages) \
+            or sentences.vectors.shape[1:] != (expected[1],) or len(sentences.spans) != len(sentences.vectors):
         raise IndexCorrupt(
             f"{folder} does not match its manifest ({len(passages)} passages, vectors {vectors.shape}, "
             f"FAISS {faiss_index.ntotal}x{faiss_index.d}, manifest {expected[0]}x{expected[1]}): "
             "run `kb build` to rebuild the index"
         )
-    return Index(folder, manifest, documents, passages, vectors, faiss_index, keyword)
+    return Index(folder, manifest, documents, passages, vectors, faiss_index, keyword, sentences)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -307,13 +340,13 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _load_vectors(path: Path) -> np.ndarray:
+def _load_array(path: Path, dtype: type) -> np.ndarray:
     try:
         vectors = np.load(path, allow_pickle=False, mmap_mode="r")
     except FileNotFoundError:
         raise IndexCorrupt(f"{path} is missing: run `kb build` to rebuild the index") from None
     except (ValueError, OSError, EOFError):
         raise IndexCorrupt(f"{path} is truncated or not a NumPy array: run `kb build` to rebuild the index") from None
-    if vectors.dtype != np.float32 or vectors.ndim != 2:
-        raise IndexCorrupt(f"{path} holds {vectors.dtype} {vectors.ndim}-d data, not float32 rows: rebuild the index")
+    if vectors.dtype != dtype or vectors.ndim != 2:
+        raise IndexCorrupt(f"{path} holds {vectors.dtype} {vectors.ndim}-d data, not {np.dtype(dtype)} rows: rebuild the index")
     return vectors

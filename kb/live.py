@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from kb.embed import Embedder
-from kb.highlight import Highlighter
 from kb.index import IndexProblem, IndexStore
 from kb.search import Searcher
 from kb.settings import Settings
@@ -29,7 +28,6 @@ class LiveSearcher:
         self.store = store
         self.embedder = embedder
         self.settings = settings or Settings.from_env()
-        self.highlighter = Highlighter(embedder)
         self.check_every = check_every
         self._lock = threading.Lock()
         self._searcher = self._make(store.load(expected_model=embedder.name))
@@ -61,4 +59,4 @@ class LiveSearcher:
         log.info("now serving %s (%d passages)", path, len(searcher.index.passages))
 
     def _make(self, index) -> Searcher:
-        return Searcher(index, self.embedder, self.settings, self.highlighter)
+        return Searcher(index, self.embedder, self.settings)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kb.embed import Embedder
+from kb.highlight import annotate
 from kb.hit import Hit
 from kb.index import Index
 from kb.keyword import terms
@@ -37,13 +38,12 @@ class Answer:
 
 
 class Searcher:
-    def __init__(self, index: Index, embedder: Embedder, settings: Settings | None = None, highlighter=None) -> None:
+    def __init__(self, index: Index, embedder: Embedder, settings: Settings | None = None) -> None:
         if index.model != embedder.name:
             raise ValueError(f"index built with {index.model!r}, embedder is {embedder.name!r}")
         self.index = index
         self.embedder = embedder
         self.settings = settings or Settings.from_env(environ={})
-        self.highlighter = highlighter
 
     def search(self, query: str, k: int = DEFAULT_K, mode: str | None = None) -> list[Hit]:
         return self.answer(query, k, mode).hits
@@ -57,8 +57,8 @@ class Searcher:
         threshold = self.settings.confidence_threshold
         for hit in hits:
             hit.confident = hit.scores["dense"] >= threshold
-        if highlights and self.highlighter is not None:
-            self.highlighter.annotate(hits, query_vector, set(query_terms))
+        if highlights:
+            annotate(hits, positions, self.index.sentences, query_vector, set(query_terms))
         return Answer(query, mode, hits, any(h.confident for h in hits))
 
     def _rank(self, query_vector: np.ndarray, query_terms: list[str], k: int, mode: str):

@@ -30,5 +30,17 @@ class FakeEmbedder:
             progress(len(texts))
         return np.array(rows, dtype=np.float32).reshape(len(texts), self.dimension)
 
+    def encode_passages(self, texts, spans, batch_size=32, progress=None):
+        """Passage vectors as encode(); each span's vector is the fake vector of the span's text."""
+        vectors = self.encode(texts, batch_size, progress)
+        span_vectors = [self._plain([text[a:b] for a, b in text_spans]) for text, text_spans in zip(texts, spans)]
+        return vectors, span_vectors
+
+    def _plain(self, texts):
+        seen = len(self.embedded)
+        rows = self.encode(texts)
+        del self.embedded[seen:]
+        return rows
+
     def encode_query(self, query: str):
         return self.encode([query])[0]

@@ -56,6 +56,8 @@ def test_only_the_changed_document_is_embedded_again(tmp_path):
     new_rows = [i for i, p in enumerate(after.passages) if p.doc_id == "a.txt"]
     assert [before.passages[i] for i in old_rows] == [after.passages[i] for i in new_rows]
     assert (before.vectors[old_rows] == after.vectors[new_rows]).all()
+    for old, new in zip(old_rows, new_rows):
+        assert all((a == b).all() for a, b in zip(before.sentences.of(old), after.sentences.of(new)))
 
 
 def test_changing_chunk_settings_or_model_re_embeds_everything(tmp_path):

@@ -35,7 +35,8 @@ def test_build_writes_plain_files_with_a_manifest(settings):
     build_index(settings, embedder=FakeEmbedder())
     folder = IndexStore(settings.index_dir).current_path()
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["manifest.json", "documents.jsonl", "passages.jsonl", "vectors.npy", "vectors.faiss", "bm25"]
+        ["manifest.json", "documents.jsonl", "passages.jsonl", "vectors.npy", "vectors.faiss", "bm25",
+         "sentences.npy", "sentence_spans.npy"]
     )
     assert all(p.suffix in (".npy", ".json") for p in (folder / "bm25").iterdir())
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -47,13 +48,25 @@ def test_build_writes_plain_files_with_a_manifest(settings):
     vectors = np.load(folder / "vectors.npy", allow_pickle=False)
     assert vectors.shape == (manifest["passage_count"], 8)
     assert faiss.read_index(str(folder / "vectors.faiss")).ntotal == manifest["passage_count"]
+    spans = np.load(folder / "sentence_spans.npy", allow_pickle=False)
+    sentences = np.load(folder / "sentences.npy", allow_pickle=False)
+    assert sentences.dtype == np.float16 and sentences.shape == (len(spans), 8)
+    assert set(spans[:, 0]) == set(range(manifest["passage_count"])), "every passage has its sentences"
 
 
-def test_loaded_passages_point_at_exact_spans(settings):
+def test_loaded_passages_and_their_sentences_point_at_exact_spans(settings):
     build_index(settings, embedder=FakeEmbedder())
     index = IndexStore(settings.index_dir).load()
-    for passage in index.passages:
-        assert index.documents[passage.doc_id].text[passage.start : passage.end] == passage.text
+    for position, passage in enumerate(index.passages):
+        text = index.documents[passage.doc_id].text
+        assert text[passage.start : passage.end] == passage.text
+        spans, vectors = index.sentences.of(position)
+        assert len(spans) == len(vectors) > 0
+        for start, end in spans:
+            assert passage.start <= start < end <= passage.end
+        # The fake embedder gives each sentence the vector of its own text: offsets and rows line up.
+        expected = FakeEmbedder()._plain([text[s:e] for s, e in spans])
+        assert np.allclose(vectors, expected, atol=1e-2)
 
 
 def test_a_crash_during_a_build_leaves_the_previous_index(settings, monkeypatch):
