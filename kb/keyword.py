@@ -17,7 +17,13 @@ import numpy as np
 FOLDER = "bm25"
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # the same word pattern bm25s uses
 
-logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+def _bm25s():
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its logger when imported
+    return bm25s
 
 
 @lru_cache(maxsize=1)
@@ -60,8 +66,7 @@ class KeywordIndex:
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> "KeywordIndex":
-        import bm25s
-
+        bm25s = _bm25s()
         retriever = bm25s.BM25(method="lucene")
         # Tokenised with our own terms() so indexing and querying can never disagree.
         corpus = [terms(t) for t in texts]
@@ -75,9 +80,7 @@ class KeywordIndex:
 
     @classmethod
     def load(cls, folder: Path) -> "KeywordIndex":
-        import bm25s
-
-        return cls(bm25s.BM25.load(str(Path(folder) / FOLDER), mmap=False))
+        return cls(_bm25s().BM25.load(str(Path(folder) / FOLDER), mmap=False))
 
     @property
     def size(self) -> int:

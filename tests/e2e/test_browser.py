@@ -40,3 +40,22 @@ def test_the_title_link_opens_the_document_at_the_cited_passage(server, page):
     page.locator("ol#results li.result .title").first.click()
     page.wait_for_selector("mark#passage")
     assert QUESTION.evidence in page.locator("mark#passage").inner_text()
+
+
+def test_the_answering_sentence_is_marked_and_the_mode_can_be_changed(server, page):
+    page.goto(server.base + "/")
+    page.get_by_label("Ask a question").fill(QUESTION.q)
+    page.get_by_label("Retrieval").select_option("keyword")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_selector("ol#results li.result")
+    assert "mode=keyword" in page.url
+    assert page.get_by_label("Retrieval").input_value() == "keyword"
+    first = page.locator("ol#results li.result").first
+    assert QUESTION.evidence in first.locator("mark.answer").first.inner_text()
+    assert first.locator("strong.term").count() >= 2
+
+
+def test_an_off_topic_question_gets_a_plain_no(server, page):
+    page.goto(server.base + "/?q=How+do+I+reset+my+router+password%3F")
+    assert "Nothing in the knowledge base answers" in page.locator("#no-match").inner_text()
+    assert page.locator("ol#results li.result").count() == 5

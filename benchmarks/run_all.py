@@ -1,0 +1,36 @@
+"""`make bench`: every benchmark in one run, each printing its figures.
+
+    .venv/bin/python benchmarks/run_all.py
+
+Retrieval quality (kb eval on the seed question set and on Cranfield) and per-mode latency.
+Uses KB_INDEX_DIR (default index/); builds the seed index first if it is out of date.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CRANFIELD = REPO.parent / "shared" / "data" / "cranfield"
+
+
+def run(*args: str) -> None:
+    print(f"\n$ {' '.join(args)}", flush=True)
+    subprocess.run(args, check=True, cwd=REPO)
+
+
+def main() -> None:
+    kb = [sys.executable, "-m", "kb.cli"]
+    run(*kb, "build")
+    run(*kb, "eval", "benchmarks/data/seed_questions.jsonl")
+    if CRANFIELD.exists():
+        run(*kb, "eval", str(CRANFIELD))
+        run(sys.executable, "benchmarks/mode_latency.py", "--cranfield", str(CRANFIELD))
+    else:
+        print(f"\n(skipped Cranfield: {CRANFIELD} not found)")
+
+
+if __name__ == "__main__":
+    main()
