@@ -167,7 +167,7 @@ def build_index(
             stored.append(
                 StoredDocument(
                     document.id, document.title, document.source, document.content_hash,
-                    document.text, len(doc_passages), dict(document.metadata),
+                    document.text, len(doc_passages), dict(document.metadata), document.path,
                 )
             )
 

@@ -66,6 +66,7 @@ class StoredDocument:
     text: str
     passages: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    path: str = ""  # the corpus file that holds it
 
 
 @dataclass

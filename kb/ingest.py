@@ -1,24 +1,31 @@
-"""Read source documents (.txt, .md, .html) from a folder into Document records.
+"""Read source documents from a folder into Document records.
 
-A file that cannot be decoded or parsed is skipped with a warning that names it; the rest
-are read. Ids come from the path relative to the corpus folder, so they are stable across
+Supported: .txt, .md, .html, .pdf and .jsonl (see kb/readers.py). A file that cannot be
+decoded or parsed is skipped with a warning that names it; the rest are read. Ids come from
+the path relative to the corpus folder (or a JSON line's own id), so they are stable across
 rebuilds and safe to use in URLs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterator
 
+from kb.readers import READERS, Parsed, UnreadableDocument, decode_text, first_line, markdown_title, parse_html, reader_for
+
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm")
+SUPPORTED_SUFFIXES = tuple(READERS)
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+__all__ = ["Document", "UnreadableDocument", "read_corpus", "read_document", "decode_text", "first_line",
+           "markdown_title", "parse_html", "valid_id", "doc_id_for", "content_hash"]
 
 
 @dataclass(frozen=True)
@@ -28,18 +35,21 @@ class Document:
     source: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    path: str = ""  # the file in the corpus folder that holds it, relative; "" when it has none
 
     @property
     def content_hash(self) -> str:
-        return content_hash(self.title, self.text)
+        return content_hash(self.title, self.text, self.metadata)
 
 
-class UnreadableDocument(ValueError):
-    """A file that is not text kb can read (bad encoding, binary, unparsable)."""
+def content_hash(title: str, text: str, metadata: dict[str, Any] | None = None) -> str:
+    meta = json.dumps(metadata or {}, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(f"{title}\0{text}\0{meta}".encode("utf-8")).hexdigest()
 
 
-def content_hash(title: str, text: str) -> str:
-    return hashlib.sha256(f"{title}\0{text}".encode("utf-8")).hexdigest()
+def valid_id(doc_id: str) -> bool:
+    """Ids are URL- and path-safe: letters, digits, '.', '_' and '-', not starting with a dot."""
+    return bool(_VALID_ID.match(doc_id)) and ".." not in doc_id
 
 
 def doc_id_for(relative_path: str) -> str:
@@ -61,18 +71,22 @@ def read_corpus(corpus_dir: Path, skipped: list[str] | None = None) -> list[Docu
     for path in _iter_files(corpus_dir):
         rel = path.relative_to(corpus_dir).as_posix()
         try:
-            document = read_document(path, rel)
-        except UnreadableDocument as exc:
+            found = read_document(path, rel)
+        except (UnreadableDocument, OSError) as exc:
             log.warning("skipped %s: %s", path, exc)
             if skipped is not None:
                 skipped.append(rel)
             continue
-        if document.id in seen:
-            # Two paths that slug to the same id: keep both, disambiguated by a path hash.
-            suffix = hashlib.sha1(rel.encode()).hexdigest()[:8]
-            document = Document(f"{document.id}-{suffix}", document.title, document.source, document.text)
-        seen[document.id] = path
-        documents.append(document)
+        for document in found:
+            if document.id in seen:
+                # Two files give the same id: keep both, the later disambiguated by a path hash.
+                suffix = hashlib.sha1(rel.encode()).hexdigest()[:8]
+                log.warning("%s: id %s is taken by %s; using %s-%s", path, document.id, seen[document.id],
+                            document.id, suffix)
+                document = Document(f"{document.id}-{suffix}", document.title, document.source, document.text,
+                                    document.metadata, document.path)
+            seen[document.id] = path
+            documents.append(document)
     return documents
 
 
@@ -86,113 +100,27 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def read_document(path: Path, relative_path: str | None = None) -> Document:
-    """Read one file into a Document; raises UnreadableDocument when it is not readable text."""
+def read_document(path: Path, relative_path: str | None = None) -> list[Document]:
+    """Read one file into its Documents (one, or one per JSON line); raises UnreadableDocument."""
     relative_path = relative_path or path.name
-    raw = path.read_bytes()
-    text = decode_text(raw)
-    suffix = path.suffix.lower()
-    if suffix in (".html", ".htm"):
-        title, text = parse_html(text)
-    elif suffix == ".md":
-        title = markdown_title(text)
-    else:
-        title = first_line(text)
-    if not text.strip():
-        raise UnreadableDocument("no text in it")
-    return Document(
-        id=doc_id_for(relative_path),
-        title=title or Path(relative_path).stem,
-        source=relative_path,
-        text=text,
-    )
+    reader = reader_for(relative_path)
+    if reader is None:
+        raise UnreadableDocument(f"unsupported file type (kb reads {', '.join(SUPPORTED_SUFFIXES)})")
+    return documents_from(reader(path.read_bytes()), relative_path)
 
 
-def decode_text(raw: bytes) -> str:
-    if b"\x00" in raw:
-        raise UnreadableDocument("binary content (NUL bytes), not text")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UnreadableDocument(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
-def markdown_title(text: str) -> str:
-    for line in text.splitlines():
-        match = re.match(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", line)
-        if match:
-            return match.group(1)
-    return first_line(text).lstrip("#").strip()
-
-
-_SKIP_TAGS = {"script", "style", "nav", "footer", "header", "aside", "noscript", "template", "svg", "form"}
-_BLOCK_TAGS = {
-    "p", "div", "section", "article", "main", "br", "li", "ul", "ol", "table", "tr",
-    "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "figcaption", "dd", "dt", "hr",
-}
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.title = ""
-        self.first_heading = ""
-        self._chunks: list[str] = []
-        self._skip_depth = 0
-        self._in_title = False
-        self._in_h1 = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip_depth += 1
-        elif tag == "title":
-            self._in_title = True
-        elif tag == "h1":
-            self._in_h1 = True
-        if tag in _BLOCK_TAGS:
-            self._chunks.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS and self._skip_depth:
-            self._skip_depth -= 1
-        elif tag == "title":
-            self._in_title = False
-        elif tag == "h1":
-            self._in_h1 = False
-        if tag in _BLOCK_TAGS:
-            self._chunks.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-            return
-        if self._skip_depth:
-            return
-        if self._in_h1:
-            self.first_heading += data
-        self._chunks.append(data)
-
-    def text(self) -> str:
-        joined = "".join(self._chunks)
-        lines = [" ".join(line.split()) for line in joined.split("\n")]
-        return "\n".join(line for line in lines if line)
-
-
-def parse_html(markup: str) -> tuple[str, str]:
-    """(title, main text) of an HTML page: scripts, styles, navigation and footers dropped."""
-    parser = _TextExtractor()
-    try:
-        parser.feed(markup)
-        parser.close()
-    except Exception as exc:  # html.parser is lenient; anything it raises means unparsable input
-        raise UnreadableDocument(f"HTML could not be parsed ({exc})") from None
-    title = " ".join(parser.title.split()) or " ".join(parser.first_heading.split())
-    return title, parser.text()
+def documents_from(parsed: list[Parsed], relative_path: str) -> list[Document]:
+    base = doc_id_for(relative_path)
+    documents = []
+    for number, item in enumerate(parsed, 1):
+        if not item.text.strip():
+            raise UnreadableDocument("no text in it")
+        if item.id is not None and not valid_id(item.id):
+            raise UnreadableDocument(f"document id {item.id!r} may hold only letters, digits, '.', '_' and '-'")
+        doc_id = item.id or (base if len(parsed) == 1 and reader_for(relative_path) is not READERS[".jsonl"]
+                             else f"{base}--{number}")
+        source = str(item.metadata.get("source") or relative_path)
+        documents.append(
+            Document(doc_id, item.title or Path(relative_path).stem, source, item.text, item.metadata, relative_path)
+        )
+    return documents
