@@ -186,7 +186,10 @@ def build_index(
             "keyword": {"method": "bm25 (lucene)", "stemmer": "snowball english", "stopwords": "english (bm25s STOPWORDS_EN_PLUS)"},
             "passage_count": len(passages),
             "document_count": len(stored),
-            "documents": {d.id: {"hash": d.hash, "passages": d.passages, "source": d.source} for d in stored},
+            "documents": {
+                d.id: {"hash": d.hash, "passages": d.passages, "source": d.source, "path": d.path, "title": d.title}
+                for d in stored
+            },
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         path = store.write(manifest, stored, passages, vectors, keyword, sentences)

@@ -79,13 +79,23 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     evaluate.set_defaults(run=_eval)
 
+    add = sub.add_parser("add", help="copy files into the corpus and index them")
+    add.add_argument("paths", nargs="+", help=".txt, .md, .html, .pdf or .jsonl files")
+    add.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+    add.set_defaults(run=_add)
+
+    remove = sub.add_parser("remove", help="delete documents' files from the corpus and drop them from the index")
+    remove.add_argument("doc_ids", nargs="+")
+    remove.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+    remove.set_defaults(run=_remove)
+
     serve = sub.add_parser("serve", help="serve the search page and the JSON API")
     serve.add_argument("--host", help="overrides KB_HOST")
     serve.add_argument("--port", type=int, help="overrides KB_PORT")
     serve.add_argument("--threads", type=int, default=4, help="request threads (default 4)")
     serve.set_defaults(run=_serve)
 
-    for command in (build, search, evaluate, serve):
+    for command in (build, search, evaluate, add, remove, serve):
         command.add_argument("--index-dir", help="overrides KB_INDEX_DIR")
         command.add_argument("--model", help="overrides KB_MODEL")
         command.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -121,8 +131,42 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         for bar in bars:
             bar.close()
-    print(report.summary(), file=sys.stderr if args.json else sys.stdout)
-    if args.json:
+    return _report(report, args.json)
+
+
+def _add(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from kb.library import DocumentError, Library
+
+    library, report = Library(settings), None
+    for raw in args.paths:
+        try:
+            added, report = library.add_path(Path(raw))
+        except DocumentError as exc:
+            print(f"kb: {raw}: {exc.message}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"added {raw} as {', '.join(d['id'] for d in added)}", file=sys.stderr)
+    return _report(report, args.json)
+
+
+def _remove(args: argparse.Namespace, settings: Settings) -> int:
+    from kb.library import DocumentError, Library
+
+    library, report = Library(settings), None
+    for doc_id in args.doc_ids:
+        try:
+            report = library.remove(doc_id)
+        except DocumentError as exc:
+            print(f"kb: {exc.message}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"removed {doc_id}", file=sys.stderr)
+    return _report(report, args.json)
+
+
+def _report(report, as_json: bool) -> int:
+    print(report.summary(), file=sys.stderr if as_json else sys.stdout)
+    if as_json:
         print(json.dumps(report.to_json()))
     return 0
 
@@ -199,8 +243,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # The web layer is imported only here: the core library never imports Flask.
     from waitress import serve
 
+    from kb.build import build_index
     from web.app import create_app
 
+    # Finish whatever a crash left half done: documents on disk but not yet indexed.
+    report = build_index(settings)
+    if report.written:
+        print(f"kb: {report.summary()}", file=sys.stderr)
     app = create_app(settings)
     print(f"kb: serving http://{settings.host}:{settings.port}/ (Ctrl+C to stop)", file=sys.stderr, flush=True)
     serve(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb")

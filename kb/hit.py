@@ -26,6 +26,7 @@ class Hit:
     confident: bool = False
     highlights: list[dict[str, Any]] = field(default_factory=list)  # {start, end, score}: answering sentences
     terms: list[dict[str, Any]] = field(default_factory=list)  # {start, end, term}: query words found
+    metadata: dict[str, Any] = field(default_factory=dict)  # the document's (date, author, ...), and pages for PDFs
 
     def position(self) -> str:
         """Where the passage stands in its document, for people."""
@@ -54,4 +55,5 @@ class Hit:
             "confident": self.confident,
             "highlights": self.highlights,
             "terms": self.terms,
+            "metadata": self.metadata,
         }

@@ -33,6 +33,7 @@ import faiss
 import numpy as np
 
 from kb.chunk import Passage
+from kb.files import fsync_dir, fsync_file
 from kb.keyword import KeywordIndex
 
 FORMAT_VERSION = 3
@@ -183,7 +184,7 @@ class IndexStore:
             link_tmp = self.root / f".{CURRENT}-{name}"
             os.symlink(name, link_tmp)
             os.replace(link_tmp, self.current_link)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -225,15 +226,15 @@ def _write_files(
             np.save(handle, array, allow_pickle=False)
             _flush(handle)
     faiss.write_index(make_faiss_index(vectors), str(folder / "vectors.faiss"))
-    _fsync_file(folder / "vectors.faiss")
+    fsync_file(folder / "vectors.faiss")
     keyword.save(folder)
     for path in (folder / "bm25").iterdir():
-        _fsync_file(path)
+        fsync_file(path)
     # The manifest goes last: a folder without one is never mistaken for a build.
     with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=2, sort_keys=True)
         _flush(handle)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def make_faiss_index(vectors: np.ndarray) -> Any:
@@ -254,22 +255,6 @@ def _write_jsonl(path: Path, rows: Any) -> None:
 def _flush(handle: Any) -> None:
     handle.flush()
     os.fsync(handle.fileno())
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:

@@ -45,6 +45,12 @@ class LiveSearcher:
                 self._lock.release()
         return self._searcher
 
+    def refresh(self) -> None:
+        """Look for a new build now (after a write this process made), not at the next timed check."""
+        with self._lock:
+            self._checked = time.monotonic()
+            self._maybe_reload()
+
     def _maybe_reload(self) -> None:
         path = self.store.current_path()
         if path is None or path == self._path or path == self._rejected:

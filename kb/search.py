@@ -7,11 +7,13 @@ missing score, and each hit reports its rank in each list.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
 
 from kb.embed import Embedder
+from kb.filters import Filters
 from kb.highlight import annotate
 from kb.hit import Hit
 from kb.index import Index
@@ -30,11 +32,15 @@ class Answer:
     mode: str
     hits: list[Hit]
     confident: bool  # whether any hit clears the "no good match" threshold
+    filters: Filters = Filters()
 
     def to_json(self, k: int, took_ms: float) -> dict:
         """The JSON shape shared by the API and `kb search --json`."""
-        return {"query": self.query, "k": k, "mode": self.mode, "took_ms": round(took_ms, 2),
+        body = {"query": self.query, "k": k, "mode": self.mode, "took_ms": round(took_ms, 2),
                 "confident": self.confident, "results": [h.to_dict() for h in self.hits]}
+        if self.filters:
+            body["filters"] = self.filters.to_json()
+        return body
 
 
 class Searcher:
@@ -48,26 +54,45 @@ class Searcher:
     def search(self, query: str, k: int = DEFAULT_K, mode: str | None = None) -> list[Hit]:
         return self.answer(query, k, mode).hits
 
-    def answer(self, query: str, k: int = DEFAULT_K, mode: str | None = None, highlights: bool = True) -> Answer:
+    def answer(
+        self, query: str, k: int = DEFAULT_K, mode: str | None = None, highlights: bool = True,
+        filters: Filters = Filters(),
+    ) -> Answer:
         mode = mode or self.settings.search_mode
         query_vector = self.embedder.encode_query(query)
         query_terms = terms(query)
-        positions, scores = self._rank(query_vector, query_terms, k, mode)
+        allowed = self._allowed(filters) if filters else None
+        positions, scores = self._rank(query_vector, query_terms, k, mode, allowed)
         hits = [self._hit(rank, p, scores, mode) for rank, p in enumerate(positions, 1)]
         threshold = self.settings.confidence_threshold
         for hit in hits:
             hit.confident = hit.scores["dense"] >= threshold
         if highlights:
             annotate(hits, positions, self.index.sentences, query_vector, set(query_terms))
-        return Answer(query, mode, hits, any(h.confident for h in hits))
+        return Answer(query, mode, hits, any(h.confident for h in hits), filters)
 
-    def _rank(self, query_vector: np.ndarray, query_terms: list[str], k: int, mode: str):
+    def _allowed(self, filters: Filters) -> np.ndarray:
+        """Positions of the passages whose documents pass the filters."""
+        documents = self.index.documents
+        keep = {d.id for d in documents.values() if filters.matches(d.id, d.source, d.metadata)}
+        return np.fromiter((i for i, p in enumerate(self.index.passages) if p.doc_id in keep), dtype=np.int64)
+
+    def _rank(self, query_vector: np.ndarray, query_terms: list[str], k: int, mode: str,
+              allowed: np.ndarray | None = None):
         index = self.index
         depth = max(k, self.settings.candidates)
         candidates: dict[int, None] = {}
         if mode in ("dense", "hybrid"):
-            candidates.update((p, None) for p, _ in index.search(query_vector, depth))
+            if allowed is None:
+                candidates.update((p, None) for p, _ in index.search(query_vector, depth))
+            else:  # exact search over the passages that pass the filters: k results whenever k exist
+                subset = np.asarray(index.vectors[allowed]) @ query_vector
+                candidates.update((int(allowed[i]), None) for i in _top(subset, depth))
         keyword_all = index.keyword.scores(query_terms)
+        if allowed is not None:
+            masked = np.zeros_like(keyword_all)
+            masked[allowed] = keyword_all[allowed]
+            keyword_all = masked
         if mode in ("keyword", "hybrid"):
             for p in _top(keyword_all, depth):
                 if keyword_all[p] > 0:
@@ -131,7 +156,19 @@ class Searcher:
             heading=passage.heading,
             scores={"dense": s["dense"], "keyword": s["keyword"], "fused": s["fused"]},
             ranks={"dense": s["rank_dense"], "keyword": s["rank_keyword"]},
+            metadata=passage_metadata(document.metadata, passage.start, passage.end),
         )
+
+
+def passage_metadata(metadata: dict, start: int, end: int) -> dict:
+    """A passage inherits its document's metadata; a PDF's page offsets become the passage's pages."""
+    inherited = {k: v for k, v in metadata.items() if k != "page_starts"}
+    page_starts = metadata.get("page_starts")
+    if page_starts:
+        first = bisect.bisect_right(page_starts, start)
+        last = bisect.bisect_right(page_starts, max(start, end - 1))
+        inherited["pages"] = list(range(first, last + 1))
+    return inherited
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:

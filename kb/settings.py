@@ -22,6 +22,8 @@ def _setting(default: Any, env: str, help: str) -> Any:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting kb reads. The two keys are secrets: they are never logged or echoed."""
+
     corpus_dir: Path = _setting(Path("corpus"), "KB_CORPUS_DIR", "Folder of source documents that `kb build` indexes.")
     index_dir: Path = _setting(Path("index"), "KB_INDEX_DIR", "Folder that holds the built index (one sub-folder per build).")
     model: str = _setting(
@@ -51,6 +53,9 @@ class Settings:
     )
     feedback_weight: float = _setting(1.0, "KB_FEEDBACK_WEIGHT", "Weight of those passages' mean vector in the re-scoring query.")
     candidates: int = _setting(100, "KB_CANDIDATES", "Passages taken from each list before fusion.")
+    api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
+    read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads (search, documents, the page) need; none set: reads are open.")
+    max_upload_mb: int = _setting(20, "KB_MAX_UPLOAD_MB", "Largest request body, in MiB (uploads over it get 413).")
     confidence_threshold: float = _setting(
         0.11, "KB_CONFIDENCE_THRESHOLD",
         "Cosine similarity a passage needs to count as answering the question (calibrated for the default model).",
@@ -83,6 +88,8 @@ class Settings:
             raise ValueError(f"KB_FUSION must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if not 0.0 <= self.hybrid_weight <= 1.0:
             raise ValueError(f"KB_HYBRID_WEIGHT must be between 0 and 1, got {self.hybrid_weight}")
+        if self.max_upload_mb < 1:
+            raise ValueError(f"KB_MAX_UPLOAD_MB must be at least 1, got {self.max_upload_mb}")
         if self.feedback < 0 or self.feedback_weight < 0:
             raise ValueError("KB_FEEDBACK and KB_FEEDBACK_WEIGHT must not be negative")
         if self.candidates < 1:

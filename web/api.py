@@ -7,19 +7,23 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 
 from web.errors import ApiError
-from web.params import parse_k, parse_mode, parse_query
+from web.auth import require_read
+from web.params import parse_filters_args, parse_filters_json, parse_k, parse_mode, parse_query
 
 api = Blueprint("api", __name__)
 
 
 @api.get("/search")
 def search_get():
+    require_read()
     args = request.args
-    return _answer(parse_query(args.get("q")), parse_k(args.get("k")), parse_mode(args.get("mode")))
+    return _answer(parse_query(args.get("q")), parse_k(args.get("k")), parse_mode(args.get("mode")),
+                   parse_filters_args(args))
 
 
 @api.post("/search")
 def search_post():
+    require_read()
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type",
                        f"send the body as application/json, not {request.mimetype or 'no content type'}")
@@ -28,16 +32,17 @@ def search_post():
         raise ApiError(400, "malformed_json", "the body is not valid JSON")
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", f'the body must be a JSON object like {{"q": "...", "k": 5}}, got {type(body).__name__}')
-    unknown = sorted(set(body) - {"q", "k", "mode"})
+    unknown = sorted(set(body) - {"q", "k", "mode", "filters"})
     if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}; allowed: q, k, mode")
-    return _answer(parse_query(body.get("q")), parse_k(body.get("k"), from_json=True), parse_mode(body.get("mode")))
+        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}; allowed: q, k, mode, filters")
+    return _answer(parse_query(body.get("q")), parse_k(body.get("k"), from_json=True), parse_mode(body.get("mode")),
+                   parse_filters_json(body.get("filters")))
 
 
-def _answer(query: str, k: int, mode: str | None):
+def _answer(query: str, k: int, mode: str | None, filters):
     searcher = current_app.extensions["kb"].current()
     began = time.perf_counter()
-    answer = searcher.answer(query, k, mode)
+    answer = searcher.answer(query, k, mode, filters=filters)
     return jsonify(answer.to_json(k, (time.perf_counter() - began) * 1000))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,12 @@ def error_response(status: int, code: str, message: str):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        if not request.path.startswith("/api/"):
+            return render_template("error.html", status=exc.status, message=exc.message), exc.status
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="kb"'
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -47,6 +52,9 @@ def register_error_handlers(app: Flask) -> None:
             message = f"no such path: {request.path}"
         else:
             message = exc.description or exc.name
+        if status == 413:
+            limit = current_app.config["KB_SETTINGS"].max_upload_mb
+            message = f"the request body is over the {limit} MiB limit (KB_MAX_UPLOAD_MB)"
         if request.path.startswith("/api/") or request.path == "/api":
             response = error_response(status, _CODES.get(status, "http_error"), message)
             if status == 405 and getattr(exc, "valid_methods", None):

@@ -8,11 +8,17 @@ from flask import Blueprint, abort, current_app, render_template, request
 
 from kb.search import DEFAULT_K, MAX_K
 from kb.settings import MODES
+from web.auth import require_read
 from web.errors import ApiError
 from web.params import parse_k, parse_mode, parse_query
 from web.render import marked_passage
 
 pages = Blueprint("pages", __name__)
+
+
+@pages.before_request
+def _reads_need_the_read_key():
+    require_read()
 
 
 @pages.get("/")

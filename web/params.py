@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kb.filters import Filters
 from kb.search import DEFAULT_K, MAX_K, MAX_QUERY_CHARS
 from kb.settings import MODES
 from web.errors import ApiError
@@ -47,3 +48,42 @@ def parse_mode(raw: Any) -> str | None:
         shown = raw[:40] if isinstance(raw, str) else raw
         raise ApiError(400, "invalid_mode", f"mode must be one of {', '.join(MODES)}, got {shown!r}")
     return raw
+
+
+def parse_filters_args(args) -> Filters:
+    """doc_id and source (repeatable), filter.KEY=VALUE, date_from and date_to from a query string."""
+    metadata = tuple((key[len("filter."):], value) for key, value in args.items(multi=True) if key.startswith("filter."))
+    if any(not key for key, _ in metadata):
+        raise ApiError(400, "invalid_filter", "metadata filters look like filter.KEY=VALUE")
+    return _filters(tuple(args.getlist("doc_id")), tuple(args.getlist("source")), metadata,
+                    args.get("date_from") or None, args.get("date_to") or None)
+
+
+def parse_filters_json(raw: Any) -> Filters:
+    """{"doc_id": [...], "source": [...], "metadata": {...}, "date_from": ..., "date_to": ...}."""
+    if raw is None:
+        return Filters()
+    if not isinstance(raw, dict) or set(raw) - {"doc_id", "source", "metadata", "date_from", "date_to"}:
+        raise ApiError(400, "invalid_filter", "filters is an object with doc_id, source, metadata, date_from, date_to")
+
+    def strings(value: Any, name: str) -> tuple[str, ...]:
+        value = [value] if isinstance(value, str) else (value or [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ApiError(400, "invalid_filter", f"filters.{name} is a string or a list of strings")
+        return tuple(value)
+
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, (str, int, float, bool)) for v in metadata.values()):
+        raise ApiError(400, "invalid_filter", "filters.metadata maps keys to plain values")
+    dates = [raw.get(k) for k in ("date_from", "date_to")]
+    if any(d is not None and not isinstance(d, str) for d in dates):
+        raise ApiError(400, "invalid_filter", "filters.date_from and date_to are dates like 2025-06-01")
+    return _filters(strings(raw.get("doc_id"), "doc_id"), strings(raw.get("source"), "source"),
+                    tuple((k, str(v)) for k, v in metadata.items()), dates[0], dates[1])
+
+
+def _filters(doc_ids, sources, metadata, date_from, date_to) -> Filters:
+    try:
+        return Filters(doc_ids, sources, metadata, date_from, date_to)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_date", str(exc)) from None

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import SEED_CORPUS, free_port
 
 
 class Server:
@@ -35,9 +35,10 @@ class Server:
             return response.status, json.loads(response.read())
 
 
-def start_server(index_dir, log_path, extra_env=None, timeout=180.0) -> Server:
+def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=SEED_CORPUS) -> Server:
     port = free_port()
-    env = {**os.environ, "KB_INDEX_DIR": str(index_dir), "KB_HOST": "127.0.0.1", "KB_PORT": str(port),
+    env = {**os.environ, "KB_INDEX_DIR": str(index_dir), "KB_CORPUS_DIR": str(corpus_dir),
+           "KB_HOST": "127.0.0.1", "KB_PORT": str(port),
            "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     log = open(log_path, "wb")
     process = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)

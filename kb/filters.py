@@ -1,0 +1,51 @@
+"""Search filters on document fields, applied before ranking so k matches come back when k exist."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class Filters:
+    doc_ids: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()  # (key, value): the document's metadata[key] must equal value
+    date_from: str | None = None  # YYYY-MM-DD, inclusive, against metadata["date"]
+    date_to: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("date_from", "date_to"):
+            value = getattr(self, name)
+            if value is not None and not _DATE.match(value):
+                raise ValueError(f"{name} must be a date like 2025-06-01, got {value[:40]!r}")
+
+    def __bool__(self) -> bool:
+        return bool(self.doc_ids or self.sources or self.metadata or self.date_from or self.date_to)
+
+    def matches(self, doc_id: str, source: str, metadata: dict[str, Any]) -> bool:
+        if self.doc_ids and doc_id not in self.doc_ids:
+            return False
+        if self.sources and source not in self.sources:
+            return False
+        for key, value in self.metadata:
+            if key not in metadata or str(metadata[key]) != value:
+                return False
+        if self.date_from or self.date_to:
+            date = str(metadata.get("date") or "")[:10]
+            if not _DATE.match(date):
+                return False
+            if self.date_from and date < self.date_from:
+                return False
+            if self.date_to and date > self.date_to:
+                return False
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: value for key, value in {
+            "doc_id": list(self.doc_ids), "source": list(self.sources), "metadata": dict(self.metadata),
+            "date_from": self.date_from, "date_to": self.date_to,
+        }.items() if value}

@@ -1,0 +1,38 @@
+"""Bearer keys: KB_API_KEY for writes (no key: writes are off), KB_READ_KEY for reads (no key: open)."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import current_app, request
+
+from web.errors import ApiError
+
+
+def _presented() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _equal(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def require_write() -> None:
+    settings = current_app.config["KB_SETTINGS"]
+    if not settings.api_key:
+        raise ApiError(403, "writes_disabled",
+                       "document writes are disabled: set KB_API_KEY on the server and send it as 'Authorization: Bearer <key>'")
+    token = _presented()
+    if token is None or not _equal(token, settings.api_key):
+        raise ApiError(401, "unauthorized", "send the write key as 'Authorization: Bearer <KB_API_KEY>'")
+
+
+def require_read() -> None:
+    settings = current_app.config["KB_SETTINGS"]
+    if not settings.read_key:
+        return
+    token = _presented()
+    if token is None or not (_equal(token, settings.read_key) or (settings.api_key and _equal(token, settings.api_key))):
+        raise ApiError(401, "unauthorized", "reads need 'Authorization: Bearer <KB_READ_KEY>'")

@@ -1,0 +1,95 @@
+"""The document API for scripts: add (JSON or file upload), list, read and delete documents."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from kb.library import DocumentError
+from web.auth import require_read, require_write
+from web.errors import ApiError
+
+documents = Blueprint("documents", __name__)
+MAX_PER_PAGE = 100
+
+
+def _library():
+    return current_app.extensions["kb_library"]
+
+
+def _call(action, *args):
+    try:
+        return action(*args)
+    except DocumentError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+@documents.post("/documents")
+def add_document():
+    require_write()
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        # Refused before a byte of the body is parsed (or spooled to a temporary file).
+        raise ApiError(413, "payload_too_large",
+                       f"the request body is over the {limit // (1024 * 1024)} MiB limit (KB_MAX_UPLOAD_MB)")
+    if request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if body is None:
+            raise ApiError(400, "malformed_json", "the body is not valid JSON")
+        document, report = _call(_library().add_record, body)
+        return jsonify({"document": document, "index": _summary(report)}), 201
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            raise ApiError(400, "missing_file", "send the document as a multipart form field named 'file'")
+        added, report = _call(_library().add_file, upload.filename, upload.read())
+        return jsonify({"documents": added, "index": _summary(report)}), 201
+    raise ApiError(415, "unsupported_media_type",
+                   f"send application/json or multipart/form-data, not {request.mimetype or 'no content type'}")
+
+
+@documents.get("/documents")
+def list_documents():
+    require_read()
+    page = _positive(request.args.get("page"), "page", 1, 10**9)
+    per_page = _positive(request.args.get("per_page"), "per_page", 20, MAX_PER_PAGE)
+    index = current_app.extensions["kb"].current().index
+    items = sorted(index.documents.values(), key=lambda d: d.id)
+    chosen = items[(page - 1) * per_page : page * per_page]
+    return jsonify({
+        "page": page, "per_page": per_page, "total": len(items),
+        "documents": [_brief(d) for d in chosen],
+    })
+
+
+@documents.get("/documents/<doc_id>")
+def get_document(doc_id: str):
+    require_read()
+    document = current_app.extensions["kb"].current().index.documents.get(doc_id)
+    if document is None:
+        raise ApiError(404, "not_found", f"no document with id {doc_id!r}")
+    return jsonify({**_brief(document), "text": document.text})
+
+
+@documents.delete("/documents/<doc_id>")
+def delete_document(doc_id: str):
+    require_write()
+    report = _call(_library().remove, doc_id)
+    return jsonify({"deleted": doc_id, "index": _summary(report)})
+
+
+def _brief(document) -> dict:
+    return {"id": document.id, "title": document.title, "source": document.source, "passages": document.passages,
+            "characters": len(document.text), "metadata": {k: v for k, v in document.metadata.items() if k != "page_starts"}}
+
+
+def _summary(report) -> dict:
+    data = report.to_json()
+    return {key: data[key] for key in ("added", "changed", "removed", "unchanged", "passages_embedded", "passages")}
+
+
+def _positive(raw, name: str, default: int, most: int) -> int:
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not 1 <= int(raw) <= most:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be a whole number from 1 to {most}")
+    return int(raw)
