@@ -171,8 +171,10 @@ def build_index(
                 )
             )
 
+        log.info("embedding %d of %d passages", len(to_embed), len(passages))
         tick = progress(len(to_embed)) if progress else None
         vectors, sentences = _embed(embedder, settings, passages, to_embed, reused, old, tick)
+        log.info("building the keyword index")
         titles = {d.id: d.title for d in stored}
         keyword = KeywordIndex.build([embedding_text(titles[p.doc_id], p) for p in passages])
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -35,6 +36,8 @@ import numpy as np
 from kb.chunk import Passage
 from kb.files import fsync_dir, fsync_file
 from kb.keyword import KeywordIndex
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3
 CURRENT = "current"
@@ -177,6 +180,7 @@ class IndexStore:
         name = f"build-{time.time_ns()}"  # sorts by age; writers hold lock(), so names never collide
         tmp = self.root / f".tmp-{name}"
         tmp.mkdir()
+        log.info("writing %s", tmp)
         try:
             _write_files(tmp, manifest, documents, passages, vectors, keyword, sentences)
             final = self.root / name
@@ -185,6 +189,7 @@ class IndexStore:
             os.symlink(name, link_tmp)
             os.replace(link_tmp, self.current_link)
             fsync_dir(self.root)
+            log.info("now current: %s", final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -55,3 +55,25 @@ def test_the_core_library_never_imports_flask():
     code = "import sys, kb.cli, kb.build, kb.search, kb.live, kb.questions; print('flask' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_kb_add_and_kb_remove_embed_only_what_they_touch(tmp_path, seed_settings):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(seed_settings.corpus_dir, corpus)
+    env = {"KB_CORPUS_DIR": str(corpus), "KB_INDEX_DIR": str(tmp_path / "index")}
+    assert kb("build", env=env).returncode == 0
+    note = tmp_path / "airships.md"
+    note.write_text("# Airships\n\nThe Graf Zeppelin crossed the Atlantic in 1928.\n")
+    added = kb("add", str(note), "--json", env=env)
+    assert added.returncode == 0, added.stderr
+    report = json.loads(added.stdout.strip().splitlines()[-1])
+    assert (report["added"], report["unchanged"], report["passages_embedded"]) == (1, 1, 1)
+    assert (corpus / "uploads" / "airships.md").exists()
+    removed = kb("remove", "uploads--airships.md", "--json", env=env)
+    assert removed.returncode == 0, removed.stderr
+    report = json.loads(removed.stdout.strip().splitlines()[-1])
+    assert (report["removed"], report["passages_embedded"]) == (1, 0)
+    missing = kb("remove", "no-such-doc", env=env)
+    assert missing.returncode == 1 and "no document with id" in missing.stderr

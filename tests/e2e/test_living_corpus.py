@@ -1,0 +1,144 @@
+"""A living corpus against real processes: searches during writes, and `kb build` killed midway."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from kb.build import build_index
+from kb.datasets import load_cranfield
+from kb.index import IndexStore
+from kb.settings import Settings
+from tests.conftest import REPO, SEED_CORPUS
+from tests.e2e.conftest import start_server
+
+KEY = "concurrency-key"
+
+
+def request(base, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_searches_never_fail_while_documents_come_and_go(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    seed_text = (SEED_CORPUS / "astana-times-runde-interview.txt").read_text()
+    (corpus / "seed.txt").write_text(seed_text)
+    settings = Settings.from_env(environ={}, corpus_dir=corpus, index_dir=tmp_path / "index")
+    build_index(settings, embedder=embedder)
+    # A write that was stored but never indexed (as if the server died in between): the next start indexes it.
+    pending = {"id": "pending", "title": "Pending", "text": "A balloon called Pending drifted over Astana."}
+    (corpus / "api").mkdir()
+    (corpus / "api" / "pending.jsonl").write_text(json.dumps(pending) + "\n")
+    server = start_server(settings.index_dir, tmp_path / "server.log", {"KB_API_KEY": KEY}, corpus_dir=corpus)
+    status, body = request(server.base, "GET", "/api/documents/pending")
+    assert status == 200 and body["text"] == pending["text"]
+    notes = {f"note-{n}": f"Note {n}: the Graf Zeppelin number {n} crossed the Atlantic with mail." for n in range(6)}
+    known = {"seed.txt": seed_text, "pending": pending["text"], **notes}
+    failures, answers, stop = [], [], threading.Event()
+
+    def searcher():
+        while not stop.is_set():
+            query = urllib.parse.urlencode({"q": "Which airship crossed the Atlantic?", "k": 5})
+            try:
+                with urllib.request.urlopen(f"{server.base}/api/search?{query}", timeout=60) as response:
+                    body = json.loads(response.read())
+            except Exception as exc:  # any failure at all is what this test looks for
+                failures.append(repr(exc))
+                continue
+            answers.append(body)
+            for result in body["results"]:
+                text = known.get(result["doc_id"])
+                if text is None or text[result["start"] : result["end"]] != result["text"]:
+                    failures.append(f"inconsistent result {result['doc_id']} {result['start']}:{result['end']}")
+            scores = [r["score"] for r in body["results"]]
+            if scores != sorted(scores, reverse=True) or [r["rank"] for r in body["results"]] != list(
+                range(1, len(scores) + 1)
+            ):
+                failures.append("results out of order")
+
+    threads = [threading.Thread(target=searcher) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for doc_id, text in notes.items():
+            status, body = request(server.base, "POST", "/api/documents", {"id": doc_id, "title": doc_id, "text": text})
+            assert status == 201, body
+        for doc_id in list(notes)[:3]:
+            status, body = request(server.base, "DELETE", f"/api/documents/{doc_id}")
+            assert status == 200, body
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        server.stop()
+    assert not failures, failures[:5]
+    assert len(answers) >= 20, "the searchers should have run throughout the writes"
+    final = {r["doc_id"] for r in answers[-1]["results"]}
+    assert not final & {"note-0", "note-1", "note-2"}
+
+
+def _write_corpus(folder, documents):
+    folder.mkdir(parents=True, exist_ok=True)
+    for document in documents:
+        (folder / f"cran-{document.id}.txt").write_text(f"{document.title}\n{document.text}")
+
+
+def test_a_killed_build_always_leaves_the_old_or_the_new_index(tmp_path, embedder):
+    documents = load_cranfield(REPO.parent / "shared" / "data" / "cranfield").documents
+    corpus = tmp_path / "corpus"
+    _write_corpus(corpus, documents[:40])
+    settings = Settings.from_env(environ={}, corpus_dir=corpus, index_dir=tmp_path / "index")
+    build_index(settings, embedder=embedder)
+    store = IndexStore(settings.index_dir)
+    old_ids = set(store.load().documents)
+    _write_corpus(corpus, documents[40:160])
+    new_ids = old_ids | {f"cran-{d.id}.txt" for d in documents[40:160]}
+    env = {**os.environ, "KB_CORPUS_DIR": str(corpus), "KB_INDEX_DIR": str(settings.index_dir), "HF_HUB_OFFLINE": "1"}
+
+    def run_and_kill(delay=None, when_output=None):
+        process = subprocess.Popen([sys.executable, "-m", "kb.cli", "build", "-v"], env=env, stderr=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL)
+        if when_output:
+            seen = b""
+            while when_output not in seen and process.poll() is None:
+                seen += process.stderr.read1(4096)
+            assert process.poll() is None, f"the build ended before {when_output!r}: {seen[-500:]!r}"
+        else:
+            time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+
+    outcomes = []
+    markers = [b"embedding", b"building the keyword index", b"writing"]
+    for delay, marker in [(1.0, None), *((None, m) for m in markers)]:
+        run_and_kill(delay, marker)
+        index = store.load()  # must always load
+        ids = set(index.documents)
+        assert ids in (old_ids, new_ids), f"a mixed index after a kill ({len(ids)} documents)"
+        for position, passage in enumerate(index.passages[:50]):
+            assert index.documents[passage.doc_id].text[passage.start : passage.end] == passage.text
+        outcomes.append("new" if ids == new_ids else "old")
+    result = subprocess.run([sys.executable, "-m", "kb.cli", "build", "--json"], env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert set(store.load().documents) == new_ids
+    assert not list(settings.index_dir.glob(".tmp-*")), "leftovers of killed builds are cleaned up"
+    print(f"\nkill outcomes: {outcomes}")
