@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,6 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+QUERY_CACHE_SIZE = 4096  # query vectors kept (1.5 KiB each for a 384-dimension model)
 _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 
 
@@ -57,6 +59,8 @@ class Embedder:
         self.dimension = int(dim())
         self.max_seq_length = int(self.model.max_seq_length)
         self._lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def max_tokens(self) -> int:
@@ -143,7 +147,19 @@ class Embedder:
         return result
 
     def encode_query(self, query: str) -> np.ndarray:
-        return self.encode([query])[0]
+        """A query's vector, from a small LRU cache when the same text was asked before."""
+        with self._cache_lock:
+            cached = self._query_cache.get(query)
+            if cached is not None:
+                self._query_cache.move_to_end(query)
+                return cached
+        vector = self.encode([query])[0]
+        vector.setflags(write=False)
+        with self._cache_lock:
+            self._query_cache[query] = vector
+            if len(self._query_cache) > QUERY_CACHE_SIZE:
+                self._query_cache.popitem(last=False)
+        return vector
 
 
 @lru_cache(maxsize=4)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from kb.readers import READERS, Parsed, UnreadableDocument, decode_text, first_line, markdown_title, parse_html, reader_for
+from kb.readers import READERS, Parsed, UnreadableDocument, reader_for
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,8 @@ SUPPORTED_SUFFIXES = tuple(READERS)
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
-__all__ = ["Document", "UnreadableDocument", "read_corpus", "read_document", "decode_text", "first_line",
-           "markdown_title", "parse_html", "valid_id", "doc_id_for", "content_hash"]
+__all__ = ["Document", "UnreadableDocument", "read_corpus", "read_document", "documents_from", "valid_id",
+           "doc_id_for", "content_hash"]
 
 
 @dataclass(frozen=True)

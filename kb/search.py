@@ -8,6 +8,8 @@ missing score, and each hit reports its rank in each list.
 from __future__ import annotations
 
 import bisect
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +26,7 @@ MAX_QUERY_CHARS = 1000
 MAX_K = 50
 DEFAULT_K = 5
 RRF_K = 60  # the constant from Cormack et al. (2009)
+ANSWER_CACHE_SIZE = 1024  # answers kept per index build
 
 
 @dataclass
@@ -50,6 +53,9 @@ class Searcher:
         self.index = index
         self.embedder = embedder
         self.settings = settings or Settings.from_env(environ={})
+        # Answers for this index only: a new build gets a new Searcher, so the cache never serves stale results.
+        self._answers: OrderedDict[tuple, Answer] = OrderedDict()
+        self._answers_lock = threading.Lock()
 
     def search(self, query: str, k: int = DEFAULT_K, mode: str | None = None) -> list[Hit]:
         return self.answer(query, k, mode).hits
@@ -59,6 +65,20 @@ class Searcher:
         filters: Filters = Filters(),
     ) -> Answer:
         mode = mode or self.settings.search_mode
+        key = (query, k, mode, highlights, filters)
+        with self._answers_lock:
+            cached = self._answers.get(key)
+            if cached is not None:
+                self._answers.move_to_end(key)
+                return cached
+        answer = self._answer(query, k, mode, highlights, filters)
+        with self._answers_lock:
+            self._answers[key] = answer
+            if len(self._answers) > ANSWER_CACHE_SIZE:
+                self._answers.popitem(last=False)
+        return answer
+
+    def _answer(self, query: str, k: int, mode: str, highlights: bool, filters: Filters) -> Answer:
         query_vector = self.embedder.encode_query(query)
         query_terms = terms(query)
         allowed = self._allowed(filters) if filters else None

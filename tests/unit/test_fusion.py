@@ -91,3 +91,15 @@ def test_spans_stay_exact_whatever_the_mode(index_and_settings):
     for mode in ("hybrid", "dense", "keyword"):
         for hit in Searcher(index, embedder, settings).search("zeppelin wing plate", 3, mode=mode):
             assert index.documents[hit.doc_id].text[hit.start : hit.end] == hit.text
+
+
+def test_a_repeated_question_is_answered_from_the_cache_until_the_index_changes(index_and_settings):
+    index, settings, embedder = index_and_settings
+    searcher = Searcher(index, embedder, settings)
+    first = searcher.answer("zeppelin", 3)
+    calls = len(embedder.embedded)
+    again = searcher.answer("zeppelin", 3)
+    assert again is first and len(embedder.embedded) == calls, "no model call, no new search"
+    assert searcher.answer("zeppelin", 2) is not first, "a different k is a different answer"
+    fresh = Searcher(index, embedder, settings)  # what a new build gets
+    assert fresh.answer("zeppelin", 3) is not first
