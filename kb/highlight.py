@@ -19,10 +19,14 @@ MAX_MARKED = 2
 def annotate(
     hits: list[Hit], positions: list[int], sentences: SentenceTable, query_vector: np.ndarray, query_terms: set[str]
 ) -> None:
-    """Fill each hit's ``highlights`` (absolute sentence spans) and ``terms`` (absolute word spans)."""
+    """Fill each hit's ``highlights`` (absolute sentence spans) and ``terms`` (absolute word spans).
+
+    Only a confident hit gets answering sentences marked: a passage that does not answer the
+    question should not look as if part of it does.
+    """
     for hit, position in zip(hits, positions):
         spans, vectors = sentences.of(position)
-        if len(spans):
+        if len(spans) and hit.confident:
             similarity = vectors @ query_vector
             best = float(similarity.max())
             chosen = [i for i in np.argsort(-similarity)[:MAX_MARKED] if similarity[i] >= best - NEAR_BEST]

@@ -107,3 +107,9 @@ def test_kb_eval_prints_every_mode_for_the_question_set(seed_settings, seed_inde
     assert set(report["results"]) == {"hybrid", "dense", "keyword"}
     assert report["results"]["hybrid"]["queries"] == len(ON_TOPIC)
     assert report["calibration"]["accuracy"] >= 0.95
+
+
+def test_no_answer_is_marked_in_passages_that_do_not_answer(searcher):
+    for question in OFF_TOPIC:
+        for hit in searcher.answer(question.q, 5).hits:
+            assert hit.highlights == [], (question.q, hit.highlights)
