@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/run_all.py
 
-Retrieval quality (kb eval on the seed question set and on Cranfield) and per-mode latency.
+Retrieval quality (kb eval on the seed question set and on Cranfield), per-mode latency, and
+serving figures (cold start, HTTP latency against the in-process floor, cache, throughput, memory).
 Uses KB_INDEX_DIR (default index/); builds the seed index first if it is out of date.
 """
 
@@ -28,6 +29,7 @@ def main() -> None:
     if CRANFIELD.exists():
         run(*kb, "eval", str(CRANFIELD))
         run(sys.executable, "benchmarks/mode_latency.py", "--cranfield", str(CRANFIELD))
+        run(sys.executable, "benchmarks/serving.py")
     else:
         print(f"\n(skipped Cranfield: {CRANFIELD} not found)")
 

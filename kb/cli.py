@@ -250,7 +250,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     report = build_index(settings)
     if report.written:
         print(f"kb: {report.summary()}", file=sys.stderr)
-    app = create_app(settings)
+    app = create_app(settings, background=True)  # listens at once; /api/health says 503 until ready
     print(f"kb: serving http://{settings.host}:{settings.port}/ (Ctrl+C to stop)", file=sys.stderr, flush=True)
     serve(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb")
     return 0

@@ -48,8 +48,10 @@ def _answer(query: str, k: int, mode: str | None, filters):
 
 @api.get("/health")
 def health():
-    live = current_app.extensions["kb"]
-    index = live.current().index
+    try:
+        index = current_app.extensions["kb"].current().index
+    except ApiError as exc:
+        return jsonify({"status": "loading" if "loading" in exc.message else "failed", "message": exc.message}), 503
     return jsonify({
         "status": "ok",
         "passages": len(index.passages),

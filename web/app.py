@@ -2,34 +2,92 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from flask import Flask
 
 from kb.settings import Settings
 from web.api import api
 from web.documents import documents
-from web.errors import register_error_handlers
+from web.errors import ApiError, register_error_handlers
 from web.pages import pages
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: Settings | None = None, searcher=None) -> Flask:
-    """Build the app. ``searcher`` (a LiveSearcher) may be passed in to share one loaded model."""
+SECURITY_HEADERS = {
+    # No inline scripts or styles anywhere: the page is plain HTML with one stylesheet.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+class Loading:
+    """Stands in for the searcher while the model and index load: every use answers 503."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def current(self):
+        message = f"kb could not start: {self.error}" if self.error else "kb is loading its model and index; try again shortly"
+        raise ApiError(503, "loading", message)
+
+
+def create_app(settings: Settings | None = None, searcher=None, background: bool = False) -> Flask:
+    """Build the app. ``searcher`` (a LiveSearcher) may be passed in to share one loaded model.
+
+    With ``background``, the model and index load in a thread and the app answers 503 until
+    they are ready and warmed up, so a server can listen at once and report its own readiness.
+    """
     settings = settings or Settings.from_env()
-    if searcher is None:
-        from kb.embed import get_embedder
-        from kb.index import IndexStore
-        from kb.live import LiveSearcher
-
-        searcher = LiveSearcher(IndexStore(settings.index_dir), get_embedder(settings.model))
-        searcher.current().search("warm up", 1)  # the first real question should not pay for lazy set-up
-    from kb.library import Library
-
     app = Flask(__name__)
     app.config.update(KB_SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024)
     app.json.sort_keys = False
-    app.extensions["kb"] = searcher
-    app.extensions["kb_library"] = Library(settings, searcher.embedder, on_change=searcher.refresh)
     app.register_blueprint(pages)
     app.register_blueprint(api, url_prefix="/api")
     app.register_blueprint(documents, url_prefix="/api")
     register_error_handlers(app)
+
+    @app.after_request
+    def _security_headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    if searcher is not None:
+        _install(app, settings, searcher)
+    elif background:
+        app.extensions["kb"] = Loading()
+        threading.Thread(target=_load, args=(app, settings), name="kb-load", daemon=True).start()
+    else:
+        _install(app, settings, _load_searcher(settings))
     return app
+
+
+def _load_searcher(settings: Settings):
+    from kb.embed import get_embedder
+    from kb.index import IndexStore
+    from kb.live import LiveSearcher
+
+    searcher = LiveSearcher(IndexStore(settings.index_dir), get_embedder(settings.model), settings)
+    searcher.current().answer("warm up", 1)  # the first real question should not pay for lazy set-up
+    return searcher
+
+
+def _load(app: Flask, settings: Settings) -> None:
+    try:
+        _install(app, settings, _load_searcher(settings))
+        log.info("ready")
+    except Exception as exc:  # reported by /api/health rather than lost in a thread
+        log.error("could not load: %s", exc)
+        app.extensions["kb"].error = str(exc)
+
+
+def _install(app: Flask, settings: Settings, searcher) -> None:
+    from kb.library import Library
+
+    app.extensions["kb_library"] = Library(settings, searcher.embedder, on_change=searcher.refresh)
+    app.extensions["kb"] = searcher

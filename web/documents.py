@@ -13,7 +13,10 @@ MAX_PER_PAGE = 100
 
 
 def _library():
-    return current_app.extensions["kb_library"]
+    library = current_app.extensions.get("kb_library")
+    if library is None:
+        current_app.extensions["kb"].current()  # raises the 503 that says why
+    return library
 
 
 def _call(action, *args):
