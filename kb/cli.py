@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import Callable, Sequence
 
@@ -17,8 +16,9 @@ EXIT_FAILED = 1
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from kb.logs import configure
+
+    configure(verbose=getattr(args, "verbose", False), as_json=getattr(args, "log_json", False))
     try:
         settings = Settings.from_env(
             index_dir=getattr(args, "index_dir", None),
@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="overrides KB_HOST")
     serve.add_argument("--port", type=int, help="overrides KB_PORT")
     serve.add_argument("--threads", type=int, default=4, help="request threads (default 4)")
+    serve.add_argument("--log-json", action="store_true", help="log one JSON object a line (one line per request)")
     serve.set_defaults(run=_serve)
 
     for command in (build, search, evaluate, add, remove, serve):

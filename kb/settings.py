@@ -55,6 +55,12 @@ class Settings:
     candidates: int = _setting(100, "KB_CANDIDATES", "Passages taken from each list before fusion.")
     api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
     read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads (search, documents, the page) need; none set: reads are open.")
+    write_rate_limit: str = _setting(
+        "60/minute", "KB_WRITE_RATE_LIMIT", "Document writes allowed per client address (flask-limiter syntax; 'off' to disable)."
+    )
+    read_rate_limit: str = _setting(
+        "off", "KB_READ_RATE_LIMIT", "Searches and reads allowed per client address, e.g. '600/minute' ('off': unlimited)."
+    )
     max_upload_mb: int = _setting(20, "KB_MAX_UPLOAD_MB", "Largest request body, in MiB (uploads over it get 413).")
     confidence_threshold: float = _setting(
         0.11, "KB_CONFIDENCE_THRESHOLD",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from web.errors import ApiError
 from web.auth import require_read
@@ -43,6 +43,7 @@ def _answer(query: str, k: int, mode: str | None, filters):
     searcher = current_app.extensions["kb"].current()
     began = time.perf_counter()
     answer = searcher.answer(query, k, mode, filters=filters)
+    g.result_count = len(answer.hits)
     return jsonify(answer.to_json(k, (time.perf_counter() - began) * 1000))
 
 

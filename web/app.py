@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
-from flask import Flask
+from flask import Flask, g, request
 
 from kb.settings import Settings
 from web.api import api
@@ -14,6 +15,7 @@ from web.errors import ApiError, register_error_handlers
 from web.pages import pages
 
 log = logging.getLogger(__name__)
+request_log = logging.getLogger("kb.requests")
 
 SECURITY_HEADERS = {
     # No inline scripts or styles anywhere: the page is plain HTML with one stylesheet.
@@ -50,11 +52,22 @@ def create_app(settings: Settings | None = None, searcher=None, background: bool
     app.register_blueprint(api, url_prefix="/api")
     app.register_blueprint(documents, url_prefix="/api")
     register_error_handlers(app)
+    _limit_rates(app, settings)
+
+    @app.before_request
+    def _start_clock():
+        g.started = time.perf_counter()
 
     @app.after_request
-    def _security_headers(response):
+    def _security_headers_and_log(response):
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        # One line per request; the path only (no query string, no headers: never a key).
+        request_log.info("%s %s %d", request.method, request.path, response.status_code, extra={
+            "method": request.method, "path": request.path, "status": response.status_code,
+            "latency_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+            "results": g.get("result_count"),
+        })
         return response
 
     if searcher is not None:
@@ -65,6 +78,22 @@ def create_app(settings: Settings | None = None, searcher=None, background: bool
     else:
         _install(app, settings, _load_searcher(settings))
     return app
+
+
+def _limit_rates(app: Flask, settings: Settings) -> None:
+    """Per-client rate limits (flask-limiter, in memory): writes on by default, reads when configured."""
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=True,
+                      key_prefix=f"kb-{id(app)}")
+    if settings.write_rate_limit.lower() != "off":
+        limiter.limit(settings.write_rate_limit, methods=["POST", "DELETE"])(documents)
+    if settings.read_rate_limit.lower() != "off":
+        for blueprint in (api, pages):
+            limiter.limit(settings.read_rate_limit, methods=["GET", "POST"])(blueprint)
+        limiter.limit(settings.read_rate_limit, methods=["GET"])(documents)
+    app.extensions["kb_limiter"] = limiter
 
 
 def _load_searcher(settings: Settings):

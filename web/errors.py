@@ -15,6 +15,7 @@ _CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
     500: "internal_error",
 }
 
@@ -52,6 +53,8 @@ def register_error_handlers(app: Flask) -> None:
             message = f"no such path: {request.path}"
         else:
             message = exc.description or exc.name
+        if status == 429:
+            message = f"too many requests from your address ({exc.description}); wait and retry"
         if status == 413:
             limit = current_app.config["KB_SETTINGS"].max_upload_mb
             message = f"the request body is over the {limit} MiB limit (KB_MAX_UPLOAD_MB)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, g, render_template, request
 
 from kb.search import DEFAULT_K, MAX_K
 from kb.settings import MODES
@@ -37,6 +37,7 @@ def search_page():
         return render_template("search.html", **context), exc.status
     began = time.perf_counter()
     answer = searcher.answer(query, k, mode)
+    g.result_count = len(answer.hits)
     context.update(answer=answer, k=k, mode=answer.mode, took_ms=(time.perf_counter() - began) * 1000)
     return render_template("search.html", **context)
 

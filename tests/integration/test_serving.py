@@ -58,3 +58,42 @@ def test_a_server_that_cannot_load_says_why_in_its_health(seed_settings, tmp_pat
             break
         time.sleep(0.1)
     assert body["status"] == "failed" and "kb build" in body["message"]
+
+
+def test_requests_are_logged_as_json_lines_without_keys(client, caplog):
+    import json
+    import logging
+
+    from kb.logs import JsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="kb.requests"):
+        client.get("/api/search", query_string={"q": "oil prices", "k": 3},
+                   headers={"Authorization": "Bearer secret-key-value"})
+        client.get("/api/nope")
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.name == "kb.requests"]
+    entries = [json.loads(line) for line in lines]
+    assert entries[0]["method"] == "GET" and entries[0]["path"] == "/api/search"
+    assert entries[0]["status"] == 200 and entries[0]["results"] == 3 and entries[0]["latency_ms"] > 0
+    assert entries[1]["status"] == 404 and entries[1]["results"] is None
+    assert not any("secret-key-value" in line or "oil prices" in line for line in lines)
+
+
+def test_writes_are_rate_limited_with_retry_after(tmp_path, embedder):
+    import shutil
+
+    from kb.build import build_index
+    from kb.index import IndexStore
+    from kb.live import LiveSearcher
+    from kb.settings import Settings
+    from tests.conftest import SEED_CORPUS
+
+    shutil.copytree(SEED_CORPUS, tmp_path / "corpus")
+    settings = Settings.from_env(environ={}, corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index",
+                                 api_key="k", write_rate_limit="2/minute")
+    build_index(settings, embedder=embedder)
+    client = create_app(settings, searcher=LiveSearcher(IndexStore(settings.index_dir), embedder, settings)).test_client()
+    statuses = [client.delete("/api/documents/none", headers={"Authorization": "Bearer k"}).status_code for _ in range(3)]
+    assert statuses == [404, 404, 429]
+    limited = client.delete("/api/documents/none", headers={"Authorization": "Bearer k"})
+    assert limited.get_json()["error"]["code"] == "rate_limited" and int(limited.headers["Retry-After"]) > 0
+    assert client.get("/api/search", query_string={"q": "oil"}).status_code == 200, "reads are not limited by default"
