@@ -253,7 +253,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"kb: {report.summary()}", file=sys.stderr)
     app = create_app(settings, background=True)  # listens at once; /api/health says 503 until ready
     print(f"kb: serving http://{settings.host}:{settings.port}/ (Ctrl+C to stop)", file=sys.stderr, flush=True)
-    serve(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb")
+    # Headers up to 2 MiB reach the app, so an over-long query gets kb's own JSON error, not waitress's page.
+    serve(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb",
+          max_request_header_size=2 * 1024 * 1024, max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
     return 0
 
 

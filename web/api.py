@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from web.errors import ApiError
 from web.auth import require_read
-from web.params import parse_filters_args, parse_filters_json, parse_k, parse_mode, parse_query
+from web.params import json_body, parse_filters_args, parse_filters_json, parse_k, parse_mode, parse_query
 
 api = Blueprint("api", __name__)
 
@@ -24,12 +24,7 @@ def search_get():
 @api.post("/search")
 def search_post():
     require_read()
-    if request.mimetype != "application/json":
-        raise ApiError(415, "unsupported_media_type",
-                       f"send the body as application/json, not {request.mimetype or 'no content type'}")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "malformed_json", "the body is not valid JSON")
+    body = json_body()
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", f'the body must be a JSON object like {{"q": "...", "k": 5}}, got {type(body).__name__}')
     unknown = sorted(set(body) - {"q", "k", "mode", "filters"})

@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 from kb.library import DocumentError
 from web.auth import require_read, require_write
 from web.errors import ApiError
+from web.params import json_body
 
 documents = Blueprint("documents", __name__)
 MAX_PER_PAGE = 100
@@ -35,10 +36,7 @@ def add_document():
         raise ApiError(413, "payload_too_large",
                        f"the request body is over the {limit // (1024 * 1024)} MiB limit (KB_MAX_UPLOAD_MB)")
     if request.mimetype == "application/json":
-        body = request.get_json(silent=True)
-        if body is None:
-            raise ApiError(400, "malformed_json", "the body is not valid JSON")
-        document, report = _call(_library().add_record, body)
+        document, report = _call(_library().add_record, json_body())
         return jsonify({"document": document, "index": _summary(report)}), 201
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")

@@ -87,3 +87,19 @@ def _filters(doc_ids, sources, metadata, date_from, date_to) -> Filters:
         return Filters(doc_ids, sources, metadata, date_from, date_to)
     except ValueError as exc:
         raise ApiError(400, "invalid_date", str(exc)) from None
+
+
+def json_body() -> Any:
+    """The request's JSON body; 415 for another content type, 400 for JSON that does not parse."""
+    from flask import request
+
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the body as application/json, not {request.mimetype or 'no content type'}")
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the JSON is nested too deeply") from None
+    if body is None:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON (or is JSON null)")
+    return body

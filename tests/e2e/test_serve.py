@@ -41,3 +41,12 @@ def first_hit_rank_from_json(body):
     hits = [Hit(**{k: r[k] for k in ("rank", "score", "passage_id", "doc_id", "title", "source", "text", "start", "end")},
                 ordinal=0, doc_passages=0, doc_length=0) for r in body["results"]]
     return first_hit_rank(hits, QUESTION.evidence)
+
+
+def test_a_megabyte_query_over_real_http_gets_the_json_error(server):
+    try:
+        urllib.request.urlopen(server.base + "/api/search?q=" + "a" * (1024 * 1024), timeout=60)
+        raise AssertionError("a 1 MB query should be refused")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 400
+        assert json.loads(exc.read())["error"]["code"] == "query_too_long"
