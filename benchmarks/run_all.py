@@ -30,6 +30,7 @@ def main() -> None:
         run(*kb, "eval", str(CRANFIELD))
         run(sys.executable, "benchmarks/mode_latency.py", "--cranfield", str(CRANFIELD))
         run(sys.executable, "benchmarks/serving.py")
+        run(sys.executable, "benchmarks/scale.py")
     else:
         print(f"\n(skipped Cranfield: {CRANFIELD} not found)")
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from kb.chunk import Passage, chunk_text, headings, sentence_spans
 from kb.embed import Embedder, get_embedder
-from kb.index import FORMAT_VERSION, IndexProblem, IndexStore, SentenceTable, StoredDocument
+from kb.index import FORMAT_VERSION, IndexProblem, IndexStore, SentenceTable, StoredDocument, ann_spec
 from kb.keyword import KeywordIndex
 from kb.ingest import Document, read_corpus
 from kb.settings import Settings
@@ -135,7 +135,11 @@ def build_index(
         report.removed = sorted(set(old_docs) - new_ids)
         report.documents = len(documents)
 
-        if old is not None and not (report.added or report.changed or report.removed):
+        expected_passages = len(old.passages) if old is not None else 0
+        same_ann = old is not None and old.manifest.get("ann") == _ann(settings, expected_passages)
+        if old is not None and not same_ann and not (report.added or report.changed or report.removed):
+            reason = "index type changed, re-indexing the stored vectors (nothing re-embedded)"
+        if old is not None and same_ann and not (report.added or report.changed or report.removed):
             report.passages = len(old.passages)
             report.reason = "nothing changed"
             report.index_path = str(old.path)
@@ -186,6 +190,7 @@ def build_index(
             "chunk": {"max_tokens": min(settings.chunk_tokens, embedder.max_tokens),
                       "overlap_tokens": settings.chunk_overlap, "context": "title and section heading"},
             "keyword": {"method": "bm25 (lucene)", "stemmer": "snowball english", "stopwords": "english (bm25s STOPWORDS_EN_PLUS)"},
+            "ann": _ann(settings, len(passages)),
             "passage_count": len(passages),
             "document_count": len(stored),
             "documents": {
@@ -202,6 +207,10 @@ def build_index(
         report.index_path = str(path)
         report.seconds = time.perf_counter() - began
         return report
+
+
+def _ann(settings: Settings, passages: int) -> dict[str, Any]:
+    return ann_spec(passages, settings.index_type, settings.hnsw_threshold, settings.hnsw_m, settings.hnsw_ef_search)
 
 
 def _embed(

@@ -230,7 +230,7 @@ def _write_files(
         with open(folder / name, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
             _flush(handle)
-    faiss.write_index(make_faiss_index(vectors), str(folder / "vectors.faiss"))
+    faiss.write_index(make_faiss_index(vectors, manifest.get("ann")), str(folder / "vectors.faiss"))
     fsync_file(folder / "vectors.faiss")
     keyword.save(folder)
     for path in (folder / "bm25").iterdir():
@@ -242,8 +242,22 @@ def _write_files(
     fsync_dir(folder)
 
 
-def make_faiss_index(vectors: np.ndarray) -> Any:
-    index = faiss.IndexFlatIP(int(vectors.shape[1]))
+def ann_spec(passages: int, index_type: str, threshold: int, m: int, ef_search: int) -> dict[str, Any]:
+    """Which FAISS index a build of this size gets; recorded in the manifest as "ann"."""
+    if index_type == "hnsw" or (index_type == "auto" and passages > threshold):
+        return {"type": "hnsw", "M": m, "efConstruction": 80, "efSearch": ef_search}
+    return {"type": "flat"}
+
+
+def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any] | None = None) -> Any:
+    spec = spec or {"type": "flat"}
+    dimension = int(vectors.shape[1])
+    if spec["type"] == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, int(spec["M"]), faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = int(spec["efConstruction"])
+        index.hnsw.efSearch = int(spec["efSearch"])
+    else:
+        index = faiss.IndexFlatIP(dimension)
     if len(vectors):
         index.add(vectors)
     return index
@@ -301,6 +315,8 @@ def load_build(folder: Path, expected_model: str | None = None) -> Index:
         faiss_index = faiss.read_index(str(faiss_path))
     except Exception:
         raise IndexCorrupt(f"{faiss_path} cannot be read: run `kb build` to rebuild the index") from None
+    if hasattr(faiss_index, "hnsw"):
+        faiss_index.hnsw.efSearch = int((manifest.get("ann") or {}).get("efSearch", 64))
     try:
         keyword = KeywordIndex.load(folder)
     except Exception:

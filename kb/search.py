@@ -53,6 +53,8 @@ class Searcher:
         self.index = index
         self.embedder = embedder
         self.settings = settings or Settings.from_env(environ={})
+        if hasattr(index.faiss_index, "hnsw"):
+            index.faiss_index.hnsw.efSearch = self.settings.hnsw_ef_search  # KB_HNSW_EF_SEARCH overrides the manifest
         # Answers for this index only: a new build gets a new Searcher, so the cache never serves stale results.
         self._answers: OrderedDict[tuple, Answer] = OrderedDict()
         self._answers_lock = threading.Lock()

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 MODES = ("hybrid", "dense", "keyword")
 FUSIONS = ("zscore", "minmax", "rrf")
+INDEX_TYPES = ("auto", "flat", "hnsw")
 
 
 def _setting(default: Any, env: str, help: str) -> Any:
@@ -53,6 +54,12 @@ class Settings:
     )
     feedback_weight: float = _setting(1.0, "KB_FEEDBACK_WEIGHT", "Weight of those passages' mean vector in the re-scoring query.")
     candidates: int = _setting(100, "KB_CANDIDATES", "Passages taken from each list before fusion.")
+    index_type: str = _setting(
+        "auto", "KB_INDEX_TYPE", "FAISS index: flat (exact), hnsw (approximate), or auto (hnsw above KB_HNSW_THRESHOLD passages)."
+    )
+    hnsw_threshold: int = _setting(20000, "KB_HNSW_THRESHOLD", "Passages above which `auto` builds an HNSW index.")
+    hnsw_m: int = _setting(32, "KB_HNSW_M", "HNSW links per node (memory and recall grow with it).")
+    hnsw_ef_search: int = _setting(64, "KB_HNSW_EF_SEARCH", "HNSW search breadth (recall and latency grow with it).")
     api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
     read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads (search, documents, the page) need; none set: reads are open.")
     write_rate_limit: str = _setting(
@@ -94,6 +101,10 @@ class Settings:
             raise ValueError(f"KB_FUSION must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if not 0.0 <= self.hybrid_weight <= 1.0:
             raise ValueError(f"KB_HYBRID_WEIGHT must be between 0 and 1, got {self.hybrid_weight}")
+        if self.index_type not in INDEX_TYPES:
+            raise ValueError(f"KB_INDEX_TYPE must be one of {', '.join(INDEX_TYPES)}, got {self.index_type!r}")
+        if self.hnsw_m < 4 or self.hnsw_ef_search < 1 or self.hnsw_threshold < 0:
+            raise ValueError("KB_HNSW_M must be at least 4, KB_HNSW_EF_SEARCH at least 1, KB_HNSW_THRESHOLD not negative")
         if self.max_upload_mb < 1:
             raise ValueError(f"KB_MAX_UPLOAD_MB must be at least 1, got {self.max_upload_mb}")
         if self.feedback < 0 or self.feedback_weight < 0:

@@ -122,3 +122,22 @@ def test_a_truncated_file_is_named_in_the_error(settings, name):
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises((IndexCorrupt, IndexMismatch), match=name.replace(".", r"\.")):
         store.load()
+
+
+def test_hnsw_is_chosen_above_the_threshold_and_recorded(settings):
+    from kb.index import ann_spec
+
+    assert ann_spec(100, "auto", 20000, 32, 64) == {"type": "flat"}
+    assert ann_spec(20001, "auto", 20000, 32, 64)["type"] == "hnsw"
+    assert ann_spec(5, "hnsw", 20000, 16, 40) == {"type": "hnsw", "M": 16, "efConstruction": 80, "efSearch": 40}
+    build_index(settings, embedder=FakeEmbedder())
+    flat = IndexStore(settings.index_dir).load()
+    assert flat.manifest["ann"] == {"type": "flat"}
+    report = build_index(settings.with_(index_type="hnsw"), embedder=FakeEmbedder())
+    assert report.written and report.passages_embedded == 0, "only the FAISS index is rebuilt"
+    hnsw = IndexStore(settings.index_dir).load()
+    assert hnsw.manifest["ann"]["type"] == "hnsw" and hasattr(hnsw.faiss_index, "hnsw")
+    assert (hnsw.vectors == flat.vectors).all()
+    for row in range(len(hnsw.passages)):
+        # On a handful of passages HNSW is exact: each passage finds itself first.
+        assert hnsw.search(hnsw.vectors[row], 1)[0][0] == flat.search(flat.vectors[row], 1)[0][0]
