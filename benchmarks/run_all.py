@@ -31,6 +31,7 @@ def main() -> None:
         run(sys.executable, "benchmarks/mode_latency.py", "--cranfield", str(CRANFIELD))
         run(sys.executable, "benchmarks/serving.py")
         run(sys.executable, "benchmarks/scale.py")
+        run(sys.executable, "benchmarks/build_speed.py")
     else:
         print(f"\n(skipped Cranfield: {CRANFIELD} not found)")
 

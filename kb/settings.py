@@ -40,7 +40,7 @@ class Settings:
     chunk_overlap: int = _setting(
         32, "KB_CHUNK_OVERLAP", "Word pieces of whole trailing sentences repeated at the start of the next passage."
     )
-    batch_size: int = _setting(32, "KB_BATCH_SIZE", "Passages embedded per batch by `kb build`.")
+    batch_size: int = _setting(16, "KB_BATCH_SIZE", "Passages embedded per batch by `kb build` (smaller batches pad less; see the README).")
     search_mode: str = _setting("hybrid", "KB_SEARCH_MODE", "Default retrieval mode: hybrid, dense or keyword.")
     fusion: str = _setting(
         "zscore", "KB_FUSION",
