@@ -50,8 +50,8 @@ def evaluate_collection(
     index = IndexStore(eval_settings.index_dir).load(expected_model=settings.model)
     results = {}
     queries = {q: text for q, text in collection.queries.items() if collection.qrels.get(q)}
+    searcher = Searcher(index, embedder, settings)
     for mode in modes:
-        searcher = Searcher(index, embedder, settings)
         run: dict[str, list[str]] = {}
         began = time.perf_counter()
         for query_id, text in queries.items():

@@ -58,6 +58,7 @@ class Searcher:
         # Answers for this index only: a new build gets a new Searcher, so the cache never serves stale results.
         self._answers: OrderedDict[tuple, Answer] = OrderedDict()
         self._answers_lock = threading.Lock()
+        self._positions: dict[str, np.ndarray] | None = None  # passage positions per document, built on first filter
 
     def search(self, query: str, k: int = DEFAULT_K, mode: str | None = None) -> list[Hit]:
         return self.answer(query, k, mode).hits
@@ -95,9 +96,14 @@ class Searcher:
 
     def _allowed(self, filters: Filters) -> np.ndarray:
         """Positions of the passages whose documents pass the filters."""
-        documents = self.index.documents
-        keep = {d.id for d in documents.values() if filters.matches(d.id, d.source, d.metadata)}
-        return np.fromiter((i for i, p in enumerate(self.index.passages) if p.doc_id in keep), dtype=np.int64)
+        if self._positions is None:
+            by_doc: dict[str, list[int]] = {}
+            for position, passage in enumerate(self.index.passages):
+                by_doc.setdefault(passage.doc_id, []).append(position)
+            self._positions = {doc_id: np.asarray(rows, dtype=np.int64) for doc_id, rows in by_doc.items()}
+        keep = [self._positions[d.id] for d in self.index.documents.values()
+                if d.id in self._positions and filters.matches(d.id, d.source, d.metadata)]
+        return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
     def _rank(self, query_vector: np.ndarray, query_terms: list[str], k: int, mode: str,
               allowed: np.ndarray | None = None):

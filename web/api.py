@@ -47,7 +47,7 @@ def health():
     try:
         index = current_app.extensions["kb"].current().index
     except ApiError as exc:
-        return jsonify({"status": "loading" if "loading" in exc.message else "failed", "message": exc.message}), 503
+        return jsonify({"status": exc.code, "message": exc.message}), 503
     return jsonify({
         "status": "ok",
         "passages": len(index.passages),

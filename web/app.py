@@ -34,8 +34,9 @@ class Loading:
         self.error: str | None = None
 
     def current(self):
-        message = f"kb could not start: {self.error}" if self.error else "kb is loading its model and index; try again shortly"
-        raise ApiError(503, "loading", message)
+        if self.error:
+            raise ApiError(503, "failed", f"kb could not start: {self.error}")
+        raise ApiError(503, "loading", "kb is loading its model and index; try again shortly")
 
 
 def create_app(settings: Settings | None = None, searcher=None, background: bool = False) -> Flask:

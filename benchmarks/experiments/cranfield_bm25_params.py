@@ -1,13 +1,5 @@
-exec(open(__file__.replace('cranfield_bm25_params.py', 'cranfield_fusion_variants.py')).read().split("ev(D,'dense')")[0])
+exec(open(__file__.replace('cranfield_bm25_params.py', 'cranfield_fusion_variants.py')).read().split("for kind in ['minmax','z']")[0])  # data, ev() and pool_norm()
 import bm25s
-def pool_norm(S, kind, depth=100):
-    out = np.zeros_like(S)
-    for i in range(len(S)):
-        top = np.argsort(-S[i])[:depth]; vals = S[i][top]
-        if kind=='minmax': out[i] = (S[i]-vals.min())/(vals.max()-vals.min()+1e-9)
-        elif kind=='z': out[i] = (S[i]-vals.mean())/(vals.std()+1e-9)
-        elif kind=='max': out[i] = S[i]/(vals.max()+1e-9)
-    return out
 from kb.build import embedding_text
 texts=[embedding_text(idx.documents[p.doc_id].title, p) for p in idx.passages]
 corpus=[terms(t) for t in texts]; vocab={}; ids=[[vocab.setdefault(t,len(vocab)) for t in doc] for doc in corpus]
