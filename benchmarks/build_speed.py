@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="kb's batch size (default KB_BATCH_SIZE)")
     args = parser.parse_args()
     settings = Settings.from_env()
-    embedder = get_embedder(settings.model)
+    embedder = get_embedder(settings.model, settings.precision)
     batch = args.batch_size or settings.batch_size
     texts, spans = [], []
     for document in load_cranfield(Path(args.cranfield)).documents:

@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     settings = Settings.from_env()
-    embedder = get_embedder(settings.model)
+    embedder = get_embedder(settings.model, settings.precision)
     collection = load_collection(Path(args.cranfield))
     folder = settings.index_dir / "eval" / collection.name
     build_index(settings.with_(index_dir=folder), embedder=embedder, documents=collection.documents)

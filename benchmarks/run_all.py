@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/run_all.py
 
 Retrieval quality (kb eval on the seed question set and on Cranfield), per-mode latency, and
-serving figures (cold start, HTTP latency against the in-process floor, cache, throughput, memory).
+serving figures (cold start, HTTP latency against the in-process floor, cache, throughput, memory),
+the load test (8 to 32 clients, 60 s each), scale (flat, HNSW and IVF-PQ) and build speed.
 Uses KB_INDEX_DIR (default index/); builds the seed index first if it is out of date.
 """
 
@@ -29,7 +30,8 @@ def main() -> None:
     if CRANFIELD.exists():
         run(*kb, "eval", str(CRANFIELD))
         run(sys.executable, "benchmarks/mode_latency.py", "--cranfield", str(CRANFIELD))
-        run(sys.executable, "benchmarks/serving.py")
+        run(sys.executable, "benchmarks/serving.py", "--compare")
+        run(sys.executable, "benchmarks/load.py")
         run(sys.executable, "benchmarks/scale.py")
         run(sys.executable, "benchmarks/build_speed.py")
     else:

@@ -1,16 +1,19 @@
 """Serving figures for `kb serve` on loopback: cold start, memory, latency, cache, throughput.
 
-    .venv/bin/python benchmarks/serving.py [--clients 8] [--seconds 20]
+    .venv/bin/python benchmarks/serving.py [--clients 8] [--seconds 20] [--compare]
 
 Starts a real server on a free loopback port over the index in KB_INDEX_DIR (default index/;
 run `kb build` first), then measures, in one run:
 - cold start: seconds from process start to /api/health "ok", and to the first answer;
-- latency over HTTP, one client, 200 different questions (the Cranfield queries): p50, p95;
-- the in-process floor for the same questions: encode the query + FAISS search;
+- latency over HTTP, one client, 200 different questions (the Cranfield queries), p50 and
+  p95, interleaved question by question with the in-process floor (this process encodes
+  the query and searches FAISS itself), so machine noise hits both alike;
 - a repeated question answered from the cache: p50;
 - throughput with N concurrent clients for a bounded time: requests/s, p95, errors;
 - the server's memory (peak RSS) at the end.
-All requests go to 127.0.0.1 only, and every loop is bounded in count and time.
+With --compare it then starts one server per configuration (waitress threads 1, 2, 4, 8
+with micro-batching, and 4 threads without it: KB_QUERY_BATCH=1) and measures throughput
+alone. All requests go to 127.0.0.1 only, and every loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -56,54 +59,69 @@ def rss_peak_mb(pid: int) -> float:
     return float("nan")
 
 
+def start_server(threads: int = 4, env_extra: dict | None = None) -> tuple[subprocess.Popen, int, float]:
+    """A `kb serve` on a free port; returns it, the port, and seconds until /api/health said ok."""
+    port = free_port()
+    env = {**os.environ, "KB_HOST": "127.0.0.1", "KB_PORT": str(port), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    began = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve", "--threads", str(threads)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while time.perf_counter() - began < 300:
+        try:
+            status, _ = get(http.client.HTTPConnection("127.0.0.1", port, timeout=30), "/api/health")
+            if status == 200:
+                return server, port, time.perf_counter() - began
+        except OSError:
+            pass
+        time.sleep(0.05)
+    server.kill()
+    raise SystemExit("kb serve did not become ready in 300 s")
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--compare", action="store_true", help="also compare thread counts and micro-batching")
     args = parser.parse_args()
     from kb.datasets import load_cranfield
 
     questions = list(load_cranfield(CRANFIELD).queries.values())[:200]
-    port = free_port()
-    env = {**os.environ, "KB_HOST": "127.0.0.1", "KB_PORT": str(port), "HF_HUB_OFFLINE": "1"}
     began = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port, ready = start_server()
     try:
-        ready = None
-        while time.perf_counter() - began < 300:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                status, body = get(conn, "/api/health")
-                if status == 200:
-                    ready = time.perf_counter() - began
-                    break
-            except OSError:
-                pass
-            time.sleep(0.05)
-        if ready is None:
-            raise SystemExit("kb serve did not become ready in 300 s")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         status, _ = get(conn, "/api/search?" + urllib.parse.urlencode({"q": "first question", "k": 5}))
         first = time.perf_counter() - began
         print(f"cold start: ready in {ready:.2f} s, first answer at {first:.2f} s")
 
-        http_ms = []
-        for question in questions:
-            path = "/api/search?" + urllib.parse.urlencode({"q": question, "k": 5})
+        floor = in_process_floor()
+        http_ms, floor_ms = [], []
+        for n, question in enumerate(questions * 2):
+            tag = f" ({n})"  # every question text is new to both, so no cache answers
+            path = "/api/search?" + urllib.parse.urlencode({"q": question + tag, "k": 5})
             t = time.perf_counter()
             status, _ = get(conn, path)
             http_ms.append((time.perf_counter() - t) * 1000)
             assert status == 200, status
+            floor_ms.append(floor(question + tag + " "))
         cached_ms = []
         for _ in range(50):
             t = time.perf_counter()
             get(conn, "/api/search?" + urllib.parse.urlencode({"q": questions[0], "k": 5}))
             cached_ms.append((time.perf_counter() - t) * 1000)
 
-        floor_ms = in_process_floor(questions)
-        print(f"HTTP, one client, {len(questions)} different questions: p50 {statistics.median(http_ms):.1f} ms, "
+        print(f"HTTP, one client, {len(http_ms)} different questions: p50 {statistics.median(http_ms):.1f} ms, "
               f"p95 {percentile(http_ms, 0.95):.1f} ms")
-        print(f"in-process floor (encode + FAISS): p50 {statistics.median(floor_ms):.1f} ms, "
+        print(f"in-process floor (encode + FAISS), interleaved: p50 {statistics.median(floor_ms):.1f} ms, "
               f"p95 {percentile(floor_ms, 0.95):.1f} ms; ratio of p50s {statistics.median(http_ms) / statistics.median(floor_ms):.2f}")
         print(f"repeated question (cache): p50 {statistics.median(cached_ms):.2f} ms")
 
@@ -112,25 +130,41 @@ def main() -> None:
               f"p95 {percentile(latencies, 0.95):.1f} ms, errors {errors}")
         print(f"server peak RSS: {rss_peak_mb(server.pid):.0f} MiB")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
+    if args.compare:
+        compare(questions, args.clients, args.seconds)
 
 
-def in_process_floor(questions: list[str]) -> list[float]:
+def compare(questions: list[str], clients: int, seconds: float) -> None:
+    print(f"\n| waitress threads | micro-batching | requests/s ({clients} clients, {seconds:.0f} s) | p50 ms | p95 ms | errors |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for threads, batch in ((1, 32), (2, 32), (4, 32), (8, 32), (4, 1)):
+        server, port, _ = start_server(threads, {"KB_QUERY_BATCH": str(batch)})
+        try:
+            done, errors, latencies = throughput(port, questions, clients, seconds)
+        finally:
+            stop(server)
+        print(f"| {threads} | {'on' if batch > 1 else 'off'} | {done / seconds:.1f} | {statistics.median(latencies):.0f} "
+              f"| {percentile(latencies, 0.95):.0f} | {errors} |", flush=True)
+
+
+def in_process_floor():
+    """A function timing, in this process, what no server can avoid: encode the query, search FAISS."""
     from kb.embed import Embedder
     from kb.index import IndexStore
     from kb.settings import Settings
 
     settings = Settings.from_env()
-    embedder = Embedder(settings.model)  # its own instance: no query cache shared with anything
+    embedder = Embedder(settings.model, settings.precision)  # its own instance: no cache shared with anything
     index = IndexStore(settings.index_dir).load()
     embedder.encode(["warm up"])
-    times = []
-    for question in questions:
+
+    def floor(question: str) -> float:
         t = time.perf_counter()
         index.search(embedder.encode([question])[0], 5)
-        times.append((time.perf_counter() - t) * 1000)
-    return times
+        return (time.perf_counter() - t) * 1000
+
+    return floor
 
 
 def throughput(port: int, questions: list[str], clients: int, seconds: float):
@@ -157,12 +191,17 @@ def throughput(port: int, questions: list[str], clients: int, seconds: float):
                 state["latencies"].append((time.perf_counter() - t) * 1000)
             n += clients
 
+    run_clients(client, clients)
+    return state["done"], state["errors"], state["latencies"]
+
+
+def run_clients(client, clients: int) -> None:
+    """Run ``client(i)`` on ``clients`` threads at once and wait for all of them."""
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return state["done"], state["errors"], state["latencies"]
 
 
 if __name__ == "__main__":

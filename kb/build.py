@@ -19,7 +19,7 @@ from kb.settings import Settings
 log = logging.getLogger(__name__)
 
 # Bump when chunking or the text given to the embedder changes, so old vectors are not reused.
-CHUNKER_VERSION = 3
+CHUNKER_VERSION = 4
 CONTEXT_CHARS = 160  # the longest title or heading given to the model as context
 
 ProgressFactory = Callable[[int], Callable[[int], None]]
@@ -103,7 +103,7 @@ def build_index(
     report = BuildReport()
     with store.lock():
         if documents is None:
-            documents = read_corpus(settings.corpus_dir, report.skipped_files)
+            documents = read_corpus(settings.corpus_dir, report.skipped_files, settings.max_document_mb * 2**20)
         config = build_config(settings)
         old = None
         reason = "no previous index"
@@ -146,7 +146,7 @@ def build_index(
             report.seconds = time.perf_counter() - began
             return report
 
-        embedder = embedder or get_embedder(settings.model)
+        embedder = embedder or get_embedder(settings.model, settings.precision)
         unchanged = set(report.unchanged)
         old_rows = _rows_by_doc(old.passages) if old else {}
 
@@ -210,7 +210,8 @@ def build_index(
 
 
 def _ann(settings: Settings, passages: int) -> dict[str, Any]:
-    return ann_spec(passages, settings.index_type, settings.hnsw_threshold, settings.hnsw_m, settings.hnsw_ef_search)
+    return ann_spec(passages, settings.index_type, settings.hnsw_threshold, settings.hnsw_m, settings.hnsw_ef_search,
+                    settings.ivf_nprobe)
 
 
 def _embed(

@@ -180,7 +180,7 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     from kb.search import Searcher
 
     index = IndexStore(settings.index_dir).load(expected_model=settings.model)
-    embedder = get_embedder(settings.model)
+    embedder = get_embedder(settings.model, settings.precision)
     searcher = Searcher(index, embedder, settings)
     began = time.perf_counter()
     answer = searcher.answer(args.query, args.k, args.mode)
@@ -211,7 +211,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     if not modes or set(modes) - set(MODES):
         print(f"kb: --modes takes a comma-separated list of {', '.join(MODES)}", file=sys.stderr)
         return EXIT_USAGE
-    embedder = get_embedder(settings.model)
+    embedder = get_embedder(settings.model, settings.precision)
     path = Path(args.dataset)
     if path.suffix == ".jsonl":
         from kb.index import IndexStore
@@ -242,9 +242,12 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # The web layer is imported only here: the core library never imports Flask.
-    from waitress import serve
+    import threading
+
+    from waitress import create_server
 
     from kb.build import build_index
+    from kb.embed import get_embedder
     from web.app import create_app
 
     # Finish whatever a crash left half done: documents on disk but not yet indexed.
@@ -254,8 +257,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, background=True)  # listens at once; /api/health says 503 until ready
     print(f"kb: serving http://{settings.host}:{settings.port}/ (Ctrl+C to stop)", file=sys.stderr, flush=True)
     # Headers up to 2 MiB reach the app, so an over-long query gets kb's own JSON error, not waitress's page.
-    serve(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb",
-          max_request_header_size=2 * 1024 * 1024, max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
+    server = create_server(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb",
+                           max_request_header_size=2 * 1024 * 1024,
+                           max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
+    http = threading.Thread(target=server.run, name="waitress", daemon=True)
+    http.start()
+    # The main thread embeds queries (micro-batched) while waitress's threads answer requests.
+    try:
+        get_embedder(settings.model, settings.precision).batcher.run_forever(should_stop=lambda: not http.is_alive())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
     return 0
 
 

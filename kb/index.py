@@ -61,6 +61,16 @@ class IndexCorrupt(IndexProblem):
     pass
 
 
+class IndexUnwritable(IndexProblem):
+    """The index folder cannot take a new build (disk full, read-only, no permission)."""
+
+    @classmethod
+    def from_os_error(cls, root: Path, exc: OSError) -> "IndexUnwritable":
+        where = exc.filename or root
+        return cls(f"cannot write the new index to {where} ({exc.strerror or exc}): free some space or make "
+                   f"{root} writable, then run `kb build` again; the previous index is unchanged")
+
+
 @dataclass(frozen=True)
 class StoredDocument:
     id: str
@@ -113,12 +123,24 @@ class Index:
         return self.manifest["model"]
 
     def search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(passage position, inner product) of the k nearest passages, best first."""
+        """(passage position, inner product) of the k nearest passages, best first.
+
+        A quantized index only proposes: its top max(4k, rerank) are re-scored with the
+        exact stored vectors, so the scores returned are always true inner products.
+        """
         k = min(k, len(self.passages))
         if k <= 0:
             return []
-        scores, ids = self.faiss_index.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+        rerank = int((self.manifest.get("ann") or {}).get("rerank", 0))
+        if not rerank:
+            scores, ids = self.faiss_index.search(query, k)
+            return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        _, ids = self.faiss_index.search(query, min(len(self.passages), max(4 * k, rerank)))
+        ids = np.sort(ids[0][ids[0] >= 0])  # ascending positions read the memory-mapped vectors in order
+        exact = np.asarray(self.vectors[ids], dtype=np.float32) @ query[0]
+        best = np.argsort(-exact, kind="stable")[:k]
+        return [(int(ids[i]), float(exact[i])) for i in best]
 
 
 class IndexStore:
@@ -157,8 +179,12 @@ class IndexStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """An exclusive lock for writers, so two builds never interleave."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as handle:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(self.root / ".lock", "a")
+        except OSError as exc:
+            raise IndexUnwritable.from_os_error(self.root, exc) from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -174,12 +200,18 @@ class IndexStore:
         keyword: KeywordIndex,
         sentences: SentenceTable,
     ) -> Path:
-        """Write a complete build and make it current; returns its folder. Call under lock()."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._remove_temporaries()
+        """Write a complete build and make it current; returns its folder. Call under lock().
+
+        Any failure (a full disk included) removes the half-written folder and leaves
+        `current` on the previous build.
+        """
         name = f"build-{time.time_ns()}"  # sorts by age; writers hold lock(), so names never collide
         tmp = self.root / f".tmp-{name}"
-        tmp.mkdir()
+        try:
+            self._remove_temporaries()
+            tmp.mkdir()
+        except OSError as exc:
+            raise IndexUnwritable.from_os_error(self.root, exc) from None
         log.info("writing %s", tmp)
         try:
             _write_files(tmp, manifest, documents, passages, vectors, keyword, sentences)
@@ -190,6 +222,9 @@ class IndexStore:
             os.replace(link_tmp, self.current_link)
             fsync_dir(self.root)
             log.info("now current: %s", final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise IndexUnwritable.from_os_error(self.root, exc) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -230,7 +265,11 @@ def _write_files(
         with open(folder / name, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
             _flush(handle)
-    faiss.write_index(make_faiss_index(vectors, manifest.get("ann")), str(folder / "vectors.faiss"))
+    try:
+        faiss.write_index(make_faiss_index(vectors, manifest.get("ann")), str(folder / "vectors.faiss"))
+    except RuntimeError as exc:  # FAISS reports a failed write (a full disk, say) as a RuntimeError
+        raise OSError(0, f"FAISS could not write the file ({str(exc).strip().splitlines()[-1][:120]})",
+                      str(folder / "vectors.faiss")) from None
     fsync_file(folder / "vectors.faiss")
     keyword.save(folder)
     for path in (folder / "bm25").iterdir():
@@ -242,11 +281,31 @@ def _write_files(
     fsync_dir(folder)
 
 
-def ann_spec(passages: int, index_type: str, threshold: int, m: int, ef_search: int) -> dict[str, Any]:
+IVFPQ_MIN_PASSAGES = 10_000  # fewer than this cannot train product quantizers well: flat instead
+
+
+def ann_spec(passages: int, index_type: str, threshold: int, m: int, ef_search: int, nprobe: int = 32) -> dict[str, Any]:
     """Which FAISS index a build of this size gets; recorded in the manifest as "ann"."""
+    if index_type == "ivfpq":
+        if passages < IVFPQ_MIN_PASSAGES:
+            return {"type": "flat"}
+        # About 4 * sqrt(n) lists, a power of two, each list with at least 39 training points.
+        lists = 1 << max(4, int(np.log2(4 * np.sqrt(passages))))
+        return {"type": "ivfpq", "nlist": min(lists, passages // 39), "nprobe": nprobe, "rerank": RERANK_DEPTH}
     if index_type == "hnsw" or (index_type == "auto" and passages > threshold):
         return {"type": "hnsw", "M": m, "efConstruction": 80, "efSearch": ef_search}
     return {"type": "flat"}
+
+
+RERANK_DEPTH = 100  # a quantized index proposes at least this many passages; exact vectors order them
+
+
+def _pq_subvectors(dimension: int) -> int:
+    """Sub-vectors of 8 dimensions or more: 48 bytes a vector for 384 dimensions."""
+    for m in range(dimension // 8, 0, -1):
+        if dimension % m == 0:
+            return m
+    return 1
 
 
 def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any] | None = None) -> Any:
@@ -256,11 +315,32 @@ def make_faiss_index(vectors: np.ndarray, spec: dict[str, Any] | None = None) ->
         index = faiss.IndexHNSWFlat(dimension, int(spec["M"]), faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = int(spec["efConstruction"])
         index.hnsw.efSearch = int(spec["efSearch"])
+    elif spec["type"] == "ivfpq":
+        quantizer = faiss.IndexFlatIP(dimension)
+        index = faiss.IndexIVFPQ(quantizer, dimension, int(spec["nlist"]), _pq_subvectors(dimension), 8,
+                                 faiss.METRIC_INNER_PRODUCT)
+        index.own_fields = True
+        quantizer.this.disown()
+        sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: 64 * int(spec["nlist"])]]
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        index.nprobe = int(spec["nprobe"])
     else:
         index = faiss.IndexFlatIP(dimension)
     if len(vectors):
         index.add(vectors)
     return index
+
+
+def read_faiss_index(path: Path) -> Any:
+    """Read a FAISS file, memory-mapping its vectors where FAISS allows (flat and HNSW storage).
+
+    A mapped index starts in milliseconds and shares pages with the OS cache; measured on
+    200,000 vectors, 0.009 s against 0.28 s for a full read (see the README).
+    """
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+    except Exception:  # an index type FAISS cannot map: read it whole
+        return faiss.read_index(str(path))
 
 
 def _write_jsonl(path: Path, rows: Any) -> None:
@@ -312,11 +392,13 @@ def load_build(folder: Path, expected_model: str | None = None) -> Index:
     )
     faiss_path = folder / "vectors.faiss"
     try:
-        faiss_index = faiss.read_index(str(faiss_path))
+        faiss_index = read_faiss_index(faiss_path)
     except Exception:
         raise IndexCorrupt(f"{faiss_path} cannot be read: run `kb build` to rebuild the index") from None
     if hasattr(faiss_index, "hnsw"):
         faiss_index.hnsw.efSearch = int((manifest.get("ann") or {}).get("efSearch", 64))
+    if hasattr(faiss_index, "nprobe"):
+        faiss_index.nprobe = int((manifest.get("ann") or {}).get("nprobe", 32))
     try:
         keyword = KeywordIndex.load(folder)
     except Exception:

@@ -55,6 +55,8 @@ class Searcher:
         self.settings = settings or Settings.from_env(environ={})
         if hasattr(index.faiss_index, "hnsw"):
             index.faiss_index.hnsw.efSearch = self.settings.hnsw_ef_search  # KB_HNSW_EF_SEARCH overrides the manifest
+        if hasattr(index.faiss_index, "nprobe"):
+            index.faiss_index.nprobe = self.settings.ivf_nprobe  # and KB_IVF_NPROBE
         # Answers for this index only: a new build gets a new Searcher, so the cache never serves stale results.
         self._answers: OrderedDict[tuple, Answer] = OrderedDict()
         self._answers_lock = threading.Lock()

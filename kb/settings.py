@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 MODES = ("hybrid", "dense", "keyword")
 FUSIONS = ("zscore", "minmax", "rrf")
-INDEX_TYPES = ("auto", "flat", "hnsw")
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def _setting(default: Any, env: str, help: str) -> Any:
@@ -40,7 +41,16 @@ class Settings:
     chunk_overlap: int = _setting(
         32, "KB_CHUNK_OVERLAP", "Word pieces of whole trailing sentences repeated at the start of the next passage."
     )
-    batch_size: int = _setting(16, "KB_BATCH_SIZE", "Passages embedded per batch by `kb build` (smaller batches pad less; see the README).")
+    precision: str = _setting(
+        "auto", "KB_PRECISION",
+        "Arithmetic of the model on the CPU: bfloat16, float32, or auto (bfloat16 where the CPU has bfloat16 "
+        "instructions, AMX or AVX512-BF16; see the README for its effect on speed and quality).",
+    )
+    batch_size: int = _setting(32, "KB_BATCH_SIZE", "Passages embedded per batch by `kb build` (smaller batches pad less; see the README).")
+    query_batch: int = _setting(
+        32, "KB_QUERY_BATCH",
+        "Most concurrent queries `kb serve` embeds in one forward pass (micro-batching; 1 turns it off).",
+    )
     search_mode: str = _setting("hybrid", "KB_SEARCH_MODE", "Default retrieval mode: hybrid, dense or keyword.")
     fusion: str = _setting(
         "zscore", "KB_FUSION",
@@ -55,11 +65,14 @@ class Settings:
     feedback_weight: float = _setting(1.0, "KB_FEEDBACK_WEIGHT", "Weight of those passages' mean vector in the re-scoring query.")
     candidates: int = _setting(100, "KB_CANDIDATES", "Passages taken from each list before fusion.")
     index_type: str = _setting(
-        "auto", "KB_INDEX_TYPE", "FAISS index: flat (exact), hnsw (approximate), or auto (hnsw above KB_HNSW_THRESHOLD passages)."
+        "auto", "KB_INDEX_TYPE",
+        "FAISS index: flat (exact), hnsw (approximate), ivfpq (quantized, re-ranked with exact vectors), "
+        "or auto (hnsw above KB_HNSW_THRESHOLD passages).",
     )
     hnsw_threshold: int = _setting(20000, "KB_HNSW_THRESHOLD", "Passages above which `auto` builds an HNSW index.")
     hnsw_m: int = _setting(16, "KB_HNSW_M", "HNSW links per node (memory and recall grow with it).")
     hnsw_ef_search: int = _setting(64, "KB_HNSW_EF_SEARCH", "HNSW search breadth (recall and latency grow with it).")
+    ivf_nprobe: int = _setting(32, "KB_IVF_NPROBE", "ivfpq: inverted lists searched per query (recall and latency grow with it).")
     api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
     read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads (search, documents, the page) need; none set: reads are open.")
     write_rate_limit: str = _setting(
@@ -69,6 +82,9 @@ class Settings:
         "off", "KB_READ_RATE_LIMIT", "Searches and reads allowed per client address, e.g. '600/minute' ('off': unlimited)."
     )
     max_upload_mb: int = _setting(20, "KB_MAX_UPLOAD_MB", "Largest request body, in MiB (uploads over it get 413).")
+    max_document_mb: int = _setting(
+        50, "KB_MAX_DOCUMENT_MB", "Corpus files larger than this many MiB are skipped with a warning, not read."
+    )
     confidence_threshold: float = _setting(
         0.11, "KB_CONFIDENCE_THRESHOLD",
         "Cosine similarity a passage needs to count as answering the question (calibrated for the default model).",
@@ -105,12 +121,20 @@ class Settings:
             raise ValueError(f"KB_INDEX_TYPE must be one of {', '.join(INDEX_TYPES)}, got {self.index_type!r}")
         if self.hnsw_m < 4 or self.hnsw_ef_search < 1 or self.hnsw_threshold < 0:
             raise ValueError("KB_HNSW_M must be at least 4, KB_HNSW_EF_SEARCH at least 1, KB_HNSW_THRESHOLD not negative")
+        if self.ivf_nprobe < 1:
+            raise ValueError(f"KB_IVF_NPROBE must be at least 1, got {self.ivf_nprobe}")
+        if self.max_document_mb < 1:
+            raise ValueError(f"KB_MAX_DOCUMENT_MB must be at least 1, got {self.max_document_mb}")
         if self.max_upload_mb < 1:
             raise ValueError(f"KB_MAX_UPLOAD_MB must be at least 1, got {self.max_upload_mb}")
         if self.feedback < 0 or self.feedback_weight < 0:
             raise ValueError("KB_FEEDBACK and KB_FEEDBACK_WEIGHT must not be negative")
         if self.candidates < 1:
             raise ValueError(f"KB_CANDIDATES must be at least 1, got {self.candidates}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"KB_PRECISION must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.query_batch < 1:
+            raise ValueError(f"KB_QUERY_BATCH must be at least 1, got {self.query_batch}")
         if self.batch_size < 1:
             raise ValueError(f"KB_BATCH_SIZE must be at least 1, got {self.batch_size}")
         return self

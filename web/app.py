@@ -10,6 +10,7 @@ from flask import Flask, g, request
 
 from kb.settings import Settings
 from web.api import api
+from web.contract import contract
 from web.documents import documents
 from web.errors import ApiError, register_error_handlers
 from web.pages import pages
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, searcher=None, background: bool
     app.config.update(KB_SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024)
     app.json.sort_keys = False
     app.register_blueprint(pages)
+    app.register_blueprint(contract)
     app.register_blueprint(api, url_prefix="/api")
     app.register_blueprint(documents, url_prefix="/api")
     register_error_handlers(app)
@@ -102,7 +104,9 @@ def _load_searcher(settings: Settings):
     from kb.index import IndexStore
     from kb.live import LiveSearcher
 
-    searcher = LiveSearcher(IndexStore(settings.index_dir), get_embedder(settings.model), settings)
+    embedder = get_embedder(settings.model, settings.precision)
+    embedder.batcher.max_batch = settings.query_batch
+    searcher = LiveSearcher(IndexStore(settings.index_dir), embedder, settings)
     searcher.current().answer("warm up", 1)  # the first real question should not pay for lazy set-up
     return searcher
 
