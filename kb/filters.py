@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # also published in the API's OpenAPI description
+_DATE = re.compile(DATE_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Filters:
     def __post_init__(self) -> None:
         for name in ("date_from", "date_to"):
             value = getattr(self, name)
-            if value is not None and not _DATE.match(value):
+            if value is not None and not _DATE.fullmatch(value):
                 raise ValueError(f"{name} must be a date like 2025-06-01, got {value[:40]!r}")
 
     def __bool__(self) -> bool:

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = tuple(READERS)
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"  # and no ".." (see valid_id)
+_VALID_ID = re.compile(ID_PATTERN)
 
 __all__ = ["Document", "UnreadableDocument", "read_corpus", "read_document", "documents_from", "valid_id",
            "doc_id_for", "content_hash"]
@@ -58,10 +59,11 @@ def doc_id_for(relative_path: str) -> str:
     return "--".join(parts)
 
 
-def read_corpus(corpus_dir: Path, skipped: list[str] | None = None) -> list[Document]:
+def read_corpus(corpus_dir: Path, skipped: list[str] | None = None, max_bytes: int | None = None) -> list[Document]:
     """Every supported file under corpus_dir, sorted by path.
 
-    Unreadable files are skipped with a warning naming them, and their paths appended to ``skipped``.
+    Unreadable files, and files over ``max_bytes``, are skipped with a warning naming them,
+    and their paths appended to ``skipped``.
     """
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
@@ -71,7 +73,11 @@ def read_corpus(corpus_dir: Path, skipped: list[str] | None = None) -> list[Docu
     for path in _iter_files(corpus_dir):
         rel = path.relative_to(corpus_dir).as_posix()
         try:
-            found = read_document(path, rel)
+            size = path.stat().st_size
+            if max_bytes is not None and size > max_bytes:
+                raise UnreadableDocument(f"{size / 2**20:.1f} MiB is over the {max_bytes / 2**20:.0f} MiB limit "
+                                         "(KB_MAX_DOCUMENT_MB)")
+            found = read_document(path, rel, max_bytes)
         except (UnreadableDocument, OSError) as exc:
             log.warning("skipped %s: %s", path, exc)
             if skipped is not None:
@@ -100,18 +106,23 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def read_document(path: Path, relative_path: str | None = None) -> list[Document]:
+def read_document(path: Path, relative_path: str | None = None, max_chars: int | None = None) -> list[Document]:
     """Read one file into its Documents (one, or one per JSON line); raises UnreadableDocument."""
     relative_path = relative_path or path.name
     reader = reader_for(relative_path)
     if reader is None:
         raise UnreadableDocument(f"unsupported file type (kb reads {', '.join(SUPPORTED_SUFFIXES)})")
-    return documents_from(reader(path.read_bytes()), relative_path)
+    return documents_from(reader(path.read_bytes()), relative_path, max_chars)
 
 
-def documents_from(parsed: list[Parsed], relative_path: str) -> list[Document]:
+def documents_from(parsed: list[Parsed], relative_path: str, max_chars: int | None = None) -> list[Document]:
+    """Documents from a reader's output. ``max_chars`` bounds the text a file yields in all (a
+    compressed PDF stream can expand far beyond the file's size)."""
     base = doc_id_for(relative_path)
     documents = []
+    total = sum(len(item.text) for item in parsed)
+    if max_chars is not None and total > max_chars:
+        raise UnreadableDocument(f"its text is {total / 2**20:.1f} M characters, over the {max_chars / 2**20:.0f} M limit")
     for number, item in enumerate(parsed, 1):
         if not item.text.strip():
             raise UnreadableDocument("no text in it")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from kb.build import BuildReport, build_index
 from kb.files import remove_durably, write_atomically
-from kb.index import IndexStore
+from kb.index import IndexStore, IndexUnwritable
 from kb.ingest import documents_from, doc_id_for, valid_id
 from kb.readers import UnreadableDocument, parse_record, reader_for
 from kb.settings import Settings
@@ -63,7 +63,7 @@ class Library:
         path = self.corpus / API_FOLDER / f"{doc_id}.jsonl"
         with self._lock:
             self._check_not_elsewhere(doc_id, path)
-            write_atomically(path, data)
+            _store(write_atomically, path, data)
             report = self._reindex()
         return self.describe(doc_id), report
 
@@ -78,13 +78,13 @@ class Library:
                                 "send .txt, .md, .html, .pdf or .jsonl")
         relative = f"{UPLOAD_FOLDER}/{safe}"
         try:
-            documents = documents_from(reader(data), relative)
+            documents = documents_from(reader(data), relative, self.settings.max_upload_mb * 2**20)
         except UnreadableDocument as exc:
             raise DocumentError(422, "unreadable_document", f"{safe}: {exc}") from None
         with self._lock:
             for document in documents:
                 self._check_not_elsewhere(document.id, self.corpus / relative)
-            write_atomically(self.corpus / relative, data)
+            _store(write_atomically, self.corpus / relative, data)
             report = self._reindex()
         return [self.describe(d.id) for d in documents], report
 
@@ -107,7 +107,7 @@ class Library:
                                     f"{len(siblings)} other document(s); edit that file instead")
             path = self.corpus / stored["path"]
             if path.exists():
-                remove_durably(path)
+                _store(remove_durably, path)
             return self._reindex()
 
     def describe(self, doc_id: str) -> dict:
@@ -122,7 +122,10 @@ class Library:
             raise DocumentError(409, "id_taken", f"id {doc_id!r} belongs to {stored['path']}; choose another id")
 
     def _reindex(self) -> BuildReport:
-        report = build_index(self.settings, embedder=self.embedder)
+        try:
+            report = build_index(self.settings, embedder=self.embedder)
+        except IndexUnwritable as exc:
+            raise DocumentError(507, "index_unwritable", f"the corpus is updated but the index is not: {exc}") from None
         if self.on_change:
             self.on_change()
         return report
@@ -130,6 +133,15 @@ class Library:
     def _manifest_documents(self) -> dict[str, dict]:
         manifest = IndexStore(self.settings.index_dir).read_manifest() or {}
         return manifest.get("documents", {})
+
+
+def _store(action, *args) -> None:
+    """A corpus write; a full or read-only disk is a 507 that changed nothing (the write is atomic)."""
+    try:
+        action(*args)
+    except OSError as exc:
+        raise DocumentError(507, "storage_unwritable",
+                            f"could not store the document ({exc.strerror or exc}); nothing was changed") from None
 
 
 def _new_id(title: str) -> str:

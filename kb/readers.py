@@ -92,17 +92,27 @@ def read_html(raw: bytes) -> list[Parsed]:
     return [Parsed(extracted.title or fallback_title, text, metadata)]
 
 
+MAX_PDF_TEXT_CHARS = 64 * 2**20  # decompression bombs stop here, whatever the page count
+
+
 def read_pdf(raw: bytes) -> list[Parsed]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(raw))
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        pages, total = [], 0
+        for page in reader.pages:
+            pages.append((page.extract_text() or "").strip())
+            total += len(pages[-1])
+            if total > MAX_PDF_TEXT_CHARS:  # each stream is capped by pypdf; this caps them all
+                raise UnreadableDocument(f"PDF text is over {MAX_PDF_TEXT_CHARS // 2**20} M characters")
         info = reader.metadata or {}
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise UnreadableDocument(f"PDF could not be read ({exc})") from None
+    except UnreadableDocument:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a hostile PDF can raise anything; it must only ever be skipped
+        kind = "over pypdf's decompression limit" if type(exc).__name__ == "LimitReachedError" else "could not be read"
+        raise UnreadableDocument(f"PDF {kind} ({str(exc)[:200]})") from None
     text_parts, page_starts, offset = [], [], 0
     for page in pages:
         page_starts.append(offset)

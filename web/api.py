@@ -8,7 +8,8 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from web.errors import ApiError
 from web.auth import require_read
-from web.params import json_body, parse_filters_args, parse_filters_json, parse_k, parse_mode, parse_query
+from web.params import json_body, parse_filters_args
+from web.schemas import SearchBody, SearchQuery, validated
 
 api = Blueprint("api", __name__)
 
@@ -17,8 +18,10 @@ api = Blueprint("api", __name__)
 def search_get():
     require_read()
     args = request.args
-    return _answer(parse_query(args.get("q")), parse_k(args.get("k")), parse_mode(args.get("mode")),
-                   parse_filters_args(args))
+    fields = {"q": args.get("q"), "k": args.get("k"), "mode": args.get("mode"), "doc_id": args.getlist("doc_id"),
+              "source": args.getlist("source"), "date_from": args.get("date_from"), "date_to": args.get("date_to")}
+    params = validated(SearchQuery, {key: value for key, value in fields.items() if value is not None})
+    return _answer(params.q, params.k, params.mode, parse_filters_args(args))
 
 
 @api.post("/search")
@@ -27,11 +30,8 @@ def search_post():
     body = json_body()
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", f'the body must be a JSON object like {{"q": "...", "k": 5}}, got {type(body).__name__}')
-    unknown = sorted(set(body) - {"q", "k", "mode", "filters"})
-    if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}; allowed: q, k, mode, filters")
-    return _answer(parse_query(body.get("q")), parse_k(body.get("k"), from_json=True), parse_mode(body.get("mode")),
-                   parse_filters_json(body.get("filters")))
+    params = validated(SearchBody, body, json=True)
+    return _answer(params.q, params.k, params.mode, params.to_filters())
 
 
 def _answer(query: str, k: int, mode: str | None, filters):

@@ -7,10 +7,10 @@ from flask import Blueprint, current_app, jsonify, request
 from kb.library import DocumentError
 from web.auth import require_read, require_write
 from web.errors import ApiError
-from web.params import json_body
+from web.params import json_body, refuse_encoded_body
+from web.schemas import DocumentBody, DocumentPage, validated
 
 documents = Blueprint("documents", __name__)
-MAX_PER_PAGE = 100
 
 
 def _library():
@@ -36,9 +36,14 @@ def add_document():
         raise ApiError(413, "payload_too_large",
                        f"the request body is over the {limit // (1024 * 1024)} MiB limit (KB_MAX_UPLOAD_MB)")
     if request.mimetype == "application/json":
-        document, report = _call(_library().add_record, json_body())
+        body = json_body()
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_document", f"the body must be a JSON object with text, got {type(body).__name__}")
+        record = validated(DocumentBody, body, json=True).model_dump(exclude_none=True)
+        document, report = _call(_library().add_record, record)
         return jsonify({"document": document, "index": _summary(report)}), 201
     if request.mimetype == "multipart/form-data":
+        refuse_encoded_body()
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             raise ApiError(400, "missing_file", "send the document as a multipart form field named 'file'")
@@ -51,8 +56,8 @@ def add_document():
 @documents.get("/documents")
 def list_documents():
     require_read()
-    page = _positive(request.args.get("page"), "page", 1, 10**9)
-    per_page = _positive(request.args.get("per_page"), "per_page", 20, MAX_PER_PAGE)
+    paging = validated(DocumentPage, {key: request.args.get(key) for key in ("page", "per_page")})
+    page, per_page = paging.page, paging.per_page
     index = current_app.extensions["kb"].current().index
     items = sorted(index.documents.values(), key=lambda d: d.id)
     chosen = items[(page - 1) * per_page : page * per_page]
@@ -86,11 +91,3 @@ def _brief(document) -> dict:
 def _summary(report) -> dict:
     data = report.to_json()
     return {key: data[key] for key in ("added", "changed", "removed", "unchanged", "passages_embedded", "passages")}
-
-
-def _positive(raw, name: str, default: int, most: int) -> int:
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not 1 <= int(raw) <= most:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be a whole number from 1 to {most}")
-    return int(raw)

@@ -28,6 +28,8 @@ def parse_k(raw: Any, from_json: bool = False) -> int:
     """k from a query string (digits) or a JSON body (a number, not a string)."""
     if raw is None:
         return DEFAULT_K
+    if from_json and isinstance(raw, float) and raw.is_integer() and abs(raw) < 2**53:
+        raw = int(raw)  # JSON Schema counts 4.0 as an integer
     if isinstance(raw, bool) or not isinstance(raw, (int, str)) or (from_json and isinstance(raw, str)):
         raise ApiError(400, "invalid_k", f"k must be a whole number from 1 to {MAX_K}, got {raw!r}")
     if isinstance(raw, str):
@@ -89,10 +91,21 @@ def _filters(doc_ids, sources, metadata, date_from, date_to) -> Filters:
         raise ApiError(400, "invalid_date", str(exc)) from None
 
 
+def refuse_encoded_body() -> None:
+    """kb never inflates a compressed body: a gzip bomb stays a few bytes of refusal."""
+    from flask import request
+
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ApiError(415, "unsupported_content_encoding",
+                       f"kb does not decompress request bodies ({encoding[:40]}); send the body uncompressed")
+
+
 def json_body() -> Any:
     """The request's JSON body; 415 for another content type, 400 for JSON that does not parse."""
     from flask import request
 
+    refuse_encoded_body()
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type",
                        f"send the body as application/json, not {request.mimetype or 'no content type'}")

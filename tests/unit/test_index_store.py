@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kb.build import build_index
-from kb.index import FORMAT_VERSION, IndexCorrupt, IndexMismatch, IndexMissing, IndexStore
+from kb.index import FORMAT_VERSION, IndexCorrupt, IndexMismatch, IndexMissing, IndexStore, IndexUnwritable
 from kb.settings import Settings
 from tests.fakes import FakeEmbedder
 
@@ -69,17 +69,27 @@ def test_loaded_passages_and_their_sentences_point_at_exact_spans(settings):
         assert np.allclose(vectors, expected, atol=1e-2)
 
 
-def test_a_crash_during_a_build_leaves_the_previous_index(settings, monkeypatch):
+@pytest.mark.parametrize("failure", ["faiss", "numpy"])
+def test_a_failed_write_leaves_the_previous_index_and_says_so(settings, monkeypatch, failure):
+    """A full disk as each writer reports it: FAISS raises RuntimeError, NumPy OSError(ENOSPC)."""
+    import errno
+
     store = IndexStore(settings.index_dir)
     build_index(settings, embedder=FakeEmbedder())
     before = store.current_path()
     (settings.corpus_dir / "gamma.txt").write_text("Gamma\nA third document arrives.", encoding="utf-8")
 
-    def crash(*args, **kwargs):
-        raise OSError("disk on fire")
+    def faiss_full(*args, **kwargs):
+        raise RuntimeError("Error in faiss::write_index: fwrite failed (No space left on device)")
 
-    monkeypatch.setattr(faiss, "write_index", crash)
-    with pytest.raises(OSError, match="disk on fire"):
+    def numpy_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if failure == "faiss":
+        monkeypatch.setattr(faiss, "write_index", faiss_full)
+    else:
+        monkeypatch.setattr(np, "save", numpy_full)
+    with pytest.raises(IndexUnwritable, match=r"cannot write the new index.*previous index is unchanged"):
         build_index(settings, embedder=FakeEmbedder())
     assert store.current_path() == before
     assert set(store.load().documents) == {"alpha.txt", "beta.md"}
