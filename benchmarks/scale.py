@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ef", default="64", help="HNSW efSearch values to measure on the same graph")
     parser.add_argument("--work", default="/tmp/kb-scale", help="folder for the written index files")
+    parser.add_argument("--ef-construction", type=int, default=None, help="HNSW efConstruction (default: kb's)")
+    parser.add_argument("--nprobe", default=None, help="IVF-PQ nprobe values to measure (default KB_IVF_NPROBE)")
     args = parser.parse_args()
     settings = Settings.from_env()
     base = np.asarray(IndexStore(settings.index_dir / "eval" / "cranfield").load().vectors, dtype=np.float32)
@@ -68,6 +70,8 @@ def main() -> None:
         exact = None
         specs = [{"type": "flat"}, ann_spec(size, "hnsw", 0, settings.hnsw_m, settings.hnsw_ef_search),
                  ann_spec(size, "ivfpq", 0, settings.hnsw_m, settings.hnsw_ef_search, settings.ivf_nprobe)]
+        if args.ef_construction:
+            specs[1]["efConstruction"] = args.ef_construction
         for spec in specs:
             began = time.perf_counter()
             built = make_faiss_index(vectors, spec)
@@ -79,10 +83,19 @@ def main() -> None:
             index = timed_index(spec, vectors_path, faiss_path, size)
             load_s = time.perf_counter() - began
             size_mb = faiss_path.stat().st_size / 2**20
-            for ef in ([int(e) for e in args.ef.split(",")] if spec["type"] == "hnsw" else [None]):
-                label = spec["type"] + (f" ef={ef}" if ef else "") + (f" nlist={spec['nlist']}" if "nlist" in spec else "")
-                if ef:
-                    index.faiss_index.hnsw.efSearch = ef
+            if spec["type"] == "hnsw":
+                knobs = [("efSearch", int(e)) for e in args.ef.split(",")]
+            elif spec["type"] == "ivfpq":
+                knobs = [("nprobe", int(n)) for n in (args.nprobe or str(spec["nprobe"])).split(",")]
+            else:
+                knobs = [(None, None)]
+            for knob, value in knobs:
+                label = spec["type"] + (f" M={spec['M']} efC={spec['efConstruction']}" if "M" in spec else "") \
+                    + (f" nlist={spec['nlist']}" if "nlist" in spec else "") + (f" {knob}={value}" if knob else "")
+                if knob == "efSearch":
+                    index.faiss_index.hnsw.efSearch = value
+                elif knob == "nprobe":
+                    index.faiss_index.nprobe = value
                 index.search(queries[0], 10)  # warm up: the first query pages the mapped file in
                 latencies, found = [], []
                 for query in queries:

@@ -11,8 +11,8 @@ run `kb build` first), then measures, in one run:
 - a repeated question answered from the cache: p50;
 - throughput with N concurrent clients for a bounded time: requests/s, p95, errors;
 - the server's memory (peak RSS) at the end.
-With --compare it then starts one server per configuration (waitress threads 1, 2, 4, 8
-with micro-batching, and 4 threads without it: KB_QUERY_BATCH=1) and measures throughput
+With --compare it then starts one server per configuration (waitress threads 1, 2, 4, 8, 16
+with micro-batching, and 8 threads without it: KB_QUERY_BATCH=1) and measures throughput
 alone. All requests go to 127.0.0.1 only, and every loop is bounded in count and time.
 """
 
@@ -59,7 +59,7 @@ def rss_peak_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(threads: int = 4, env_extra: dict | None = None) -> tuple[subprocess.Popen, int, float]:
+def start_server(threads: int = 8, env_extra: dict | None = None) -> tuple[subprocess.Popen, int, float]:
     """A `kb serve` on a free port; returns it, the port, and seconds until /api/health said ok."""
     port = free_port()
     env = {**os.environ, "KB_HOST": "127.0.0.1", "KB_PORT": str(port), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
@@ -138,7 +138,7 @@ def main() -> None:
 def compare(questions: list[str], clients: int, seconds: float) -> None:
     print(f"\n| waitress threads | micro-batching | requests/s ({clients} clients, {seconds:.0f} s) | p50 ms | p95 ms | errors |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
-    for threads, batch in ((1, 32), (2, 32), (4, 32), (8, 32), (4, 1)):
+    for threads, batch in ((1, 32), (2, 32), (4, 32), (8, 32), (16, 32), (8, 1)):
         server, port, _ = start_server(threads, {"KB_QUERY_BATCH": str(batch)})
         try:
             done, errors, latencies = throughput(port, questions, clients, seconds)

@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the search page and the JSON API")
     serve.add_argument("--host", help="overrides KB_HOST")
     serve.add_argument("--port", type=int, help="overrides KB_PORT")
-    serve.add_argument("--threads", type=int, default=4, help="request threads (default 4)")
+    serve.add_argument("--threads", type=int, default=8, help="request threads (default 8: see benchmarks/serving.py --compare)")
     serve.add_argument("--log-json", action="store_true", help="log one JSON object a line (one line per request)")
     serve.set_defaults(run=_serve)
 
@@ -241,8 +241,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    # The web layer is imported only here: the core library never imports Flask.
     import threading
+
+    # The web layer is imported only here: the core library never imports Flask.
 
     from waitress import create_server
 

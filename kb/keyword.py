@@ -50,14 +50,10 @@ def term_spans(text: str, wanted: set[str]) -> list[tuple[int, int, str]]:
     """(start, end, word) of each word in text whose stem is in ``wanted``."""
     if not wanted:
         return []
-    spans = []
-    for match in _WORD.finditer(text):
-        word = match.group().lower()
-        if word in _stopwords():
-            continue
-        if _stemmer().stemWord(word) in wanted:
-            spans.append((match.start(), match.end(), match.group()))
-    return spans
+    stops = _stopwords()
+    matches = [m for m in _WORD.finditer(text) if m.group().lower() not in stops]
+    stems = _stemmer().stemWords([m.group().lower() for m in matches])  # one call into C, not one per word
+    return [(m.start(), m.end(), m.group()) for m, stem in zip(matches, stems) if stem in wanted]
 
 
 class KeywordIndex:

@@ -71,7 +71,7 @@ class Settings:
     )
     hnsw_threshold: int = _setting(20000, "KB_HNSW_THRESHOLD", "Passages above which `auto` builds an HNSW index.")
     hnsw_m: int = _setting(16, "KB_HNSW_M", "HNSW links per node (memory and recall grow with it).")
-    hnsw_ef_search: int = _setting(64, "KB_HNSW_EF_SEARCH", "HNSW search breadth (recall and latency grow with it).")
+    hnsw_ef_search: int = _setting(128, "KB_HNSW_EF_SEARCH", "HNSW search breadth (recall and latency grow with it).")
     ivf_nprobe: int = _setting(32, "KB_IVF_NPROBE", "ivfpq: inverted lists searched per query (recall and latency grow with it).")
     api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
     read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads (search, documents, the page) need; none set: reads are open.")

@@ -42,7 +42,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json(schemas.Error, reasons[status]) for status in statuses}
 
 
-def _query_parameters(model: type, components: dict[str, Any]) -> list[dict[str, Any]]:
+def _query_parameters(model: type) -> list[dict[str, Any]]:
     """One query parameter per field of a GET model, with the field's own JSON Schema."""
     schema = model.model_json_schema(ref_template=REF)
     required = set(schema.get("required", []))
@@ -78,7 +78,7 @@ def spec() -> dict[str, Any]:
             "get": {
                 "summary": "Search: the passages that best answer a question",
                 "description": "Metadata filters are further parameters named filter.KEY=VALUE.",
-                "parameters": _query_parameters(schemas.SearchQuery, components),
+                "parameters": _query_parameters(schemas.SearchQuery),
                 "security": read_security,
                 "responses": {"200": _json(schemas.SearchAnswer, "The answer, best passage first."),
                               **_errors(400, 401, 429, 503)},
@@ -101,7 +101,7 @@ def spec() -> dict[str, Any]:
         "/api/documents": {
             "get": {
                 "summary": "List the documents, a page at a time, by id",
-                "parameters": _query_parameters(schemas.DocumentPage, components),
+                "parameters": _query_parameters(schemas.DocumentPage),
                 "security": read_security,
                 "responses": {"200": _json(schemas.DocumentList, "One page of documents."), **_errors(400, 401, 429, 503)},
             },

@@ -167,6 +167,7 @@ def test_a_build_that_cannot_write_says_so_and_leaves_the_old_index(copied, faul
         loaded = store.load()
         assert "long.txt" not in loaded.documents and loaded.passages
         assert not list(store.root.glob(".tmp-*")), "no half-written build left behind"
+        del loaded  # its memory maps keep the mount busy
     finally:
-        if mounted:
-            subprocess.run(["umount", str(mount)], check=False)
+        if mounted:  # lazy: detached now even if a mapping is still open
+            subprocess.run(["umount", "--lazy", str(mount)], check=True)

@@ -167,3 +167,31 @@ def test_filters_apply_before_ranking(make_client):
     assert [r["doc_id"] for r in posted.get_json()["results"]] == ["n2"]
     bad = client.get("/api/search", query_string={"q": question, "date_from": "yesterday"})
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_date"
+
+
+def test_a_full_disk_is_a_507_and_nothing_is_acknowledged(make_client, monkeypatch):
+    import errno
+
+    import kb.library
+    from kb.index import IndexUnwritable
+
+    client, settings = make_client(api_key=KEY)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(kb.library, "write_atomically", full)
+    response = client.post("/api/documents", json=NOTE, headers=AUTH)
+    assert response.status_code == 507 and response.get_json()["error"]["code"] == "storage_unwritable"
+    assert "No space left" in response.get_json()["error"]["message"]
+    assert not (settings.corpus_dir / "api" / "zeppelin-note.jsonl").exists()
+    monkeypatch.undo()
+
+    def unwritable(*args, **kwargs):
+        raise IndexUnwritable("cannot write the new index to index (No space left on device): ...")
+
+    monkeypatch.setattr(kb.library, "build_index", unwritable)
+    response = client.post("/api/documents", json=NOTE, headers=AUTH)
+    assert response.status_code == 507 and response.get_json()["error"]["code"] == "index_unwritable"
+    assert "the corpus is updated but the index is not" in response.get_json()["error"]["message"]
+    assert client.get("/api/search", query_string={"q": "Graf Zeppelin"}).status_code == 200

@@ -139,7 +139,7 @@ def test_hnsw_is_chosen_above_the_threshold_and_recorded(settings):
 
     assert ann_spec(100, "auto", 20000, 32, 64) == {"type": "flat"}
     assert ann_spec(20001, "auto", 20000, 32, 64)["type"] == "hnsw"
-    assert ann_spec(5, "hnsw", 20000, 16, 40) == {"type": "hnsw", "M": 16, "efConstruction": 80, "efSearch": 40}
+    assert ann_spec(5, "hnsw", 20000, 16, 40) == {"type": "hnsw", "M": 16, "efConstruction": 200, "efSearch": 40}
     build_index(settings, embedder=FakeEmbedder())
     flat = IndexStore(settings.index_dir).load()
     assert flat.manifest["ann"] == {"type": "flat"}
