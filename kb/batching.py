@@ -64,8 +64,8 @@ class MicroBatcher:
         """Embed every queued text on this thread until ``should_stop()`` says so.
 
         `kb serve` gives the model its main thread this way (the request threads only queue
-        and wait): measured on this machine, a forward pass ran about 25% slower on a
-        thread other than the one that loaded the model's runtime.
+        and wait): on this machine a single question embedded 9% to 26% more slowly on
+        any other thread (benchmarks/experiments/thread_speed.py).
         """
         with self._cond:
             self._worker = True

@@ -82,3 +82,26 @@ def test_an_error_reaches_every_caller_of_that_pass_and_the_batcher_recovers():
     with pytest.raises(RuntimeError):
         failing["on"] = True
         batcher.encode("once more")
+
+
+def test_with_a_worker_every_pass_runs_on_the_worker_thread():
+    ran_on: list[str] = []
+
+    def encode_many(texts):
+        ran_on.append(threading.current_thread().name)
+        time.sleep(0.02)
+        return np.array([[float(len(t))] for t in texts], dtype=np.float32)
+
+    batcher = MicroBatcher(encode_many)
+    stop = threading.Event()
+    worker = threading.Thread(target=batcher.run_forever, args=(stop.is_set, 0.05), name="model")
+    worker.start()
+    try:
+        results = run_concurrently(batcher, [f"q{'x' * i}" for i in range(8)])
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+    assert not worker.is_alive(), "run_forever returns once told to stop"
+    assert {text: vector.tolist() for text, vector in results.items()} == {t: [float(len(t))] for t in results}
+    assert set(ran_on) == {"model"} and len(ran_on) < 8
+    assert batcher.encode("after").tolist() == [5.0], "without a worker, callers embed for themselves again"
