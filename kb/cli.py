@@ -244,7 +244,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
     # The web layer is imported only here: the core library never imports Flask.
-
     from waitress import create_server
 
     from kb.build import build_index

@@ -151,3 +151,28 @@ def test_hnsw_is_chosen_above_the_threshold_and_recorded(settings):
     for row in range(len(hnsw.passages)):
         # On a handful of passages HNSW is exact: each passage finds itself first.
         assert hnsw.search(hnsw.vectors[row], 1)[0][0] == flat.search(flat.vectors[row], 1)[0][0]
+
+
+def test_ivfpq_proposes_and_exact_vectors_decide(tmp_path):
+    from kb.index import IVFPQ_MIN_PASSAGES, Index, ann_spec, make_faiss_index, read_faiss_index
+
+    assert ann_spec(IVFPQ_MIN_PASSAGES - 1, "ivfpq", 20000, 16, 64) == {"type": "flat"}
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(400, 64)).astype(np.float32)
+    vectors = centres[rng.integers(0, 400, 12000)] + rng.normal(0, 0.3, (12000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    spec = ann_spec(len(vectors), "ivfpq", 20000, 16, 64, nprobe=32)
+    assert spec["type"] == "ivfpq" and spec["rerank"] >= 10
+    faiss.write_index(make_faiss_index(vectors, spec), str(tmp_path / "vectors.faiss"))
+    np.save(tmp_path / "vectors.npy", vectors)
+    index = Index(tmp_path, {"ann": spec}, {}, [None] * len(vectors), np.load(tmp_path / "vectors.npy", mmap_mode="r"),
+                  read_faiss_index(tmp_path / "vectors.faiss"), None, None)
+    recalls = []
+    for query in vectors[:20]:
+        hits = index.search(query, 10)
+        exact = np.argsort(-(vectors @ query))[:10]
+        assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+        for position, score in hits:
+            assert score == pytest.approx(float(vectors[position] @ query), abs=1e-5), "scores are exact inner products"
+        recalls.append(len({p for p, _ in hits} & set(exact.tolist())) / 10)
+    assert hits and np.mean(recalls) >= 0.9
