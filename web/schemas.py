@@ -10,12 +10,11 @@ naming the field (see `validated`).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal, Optional, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from kb.filters import DATE_PATTERN
+from kb.filters import DATE_PATTERN, check_date
 from kb.ingest import ID_PATTERN
 from kb.readers import UnreadableDocument, parse_record
 from kb.search import DEFAULT_K, MAX_K, MAX_QUERY_CHARS
@@ -26,6 +25,9 @@ Mode = Literal["hybrid", "dense", "keyword"]
 MAX_PER_PAGE = 100
 
 Model = TypeVar("Model", bound=BaseModel)
+# What str.strip() removes, spelled out: regex engines disagree on \s (\x1c-\x1f, \x85, \ufeff),
+# and parse_query calls a query of only these blank.
+_SPACES = "".join(f"\\u{ord(c):04x}" for c in map(chr, range(0x3001)) if c.isspace())
 
 
 def validated(model: type[Model], data: Any, **context: Any) -> Model:
@@ -48,9 +50,9 @@ def validated(model: type[Model], data: Any, **context: Any) -> Model:
 # ---- requests -------------------------------------------------------------------------------
 
 class _Search(BaseModel):
-    q: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$",
+    q: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=rf"^[^\x00]*[^\x00{_SPACES}][^\x00]*$",
                    description="The question, in plain words: not blank, no NUL characters.")
-    k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="How many passages to return.")
+    k: Optional[int] = Field(DEFAULT_K, ge=1, le=MAX_K, description="How many passages to return (null: the default).")
     mode: Optional[Mode] = Field(None, description="hybrid, dense or keyword; the server's KB_SEARCH_MODE when left out.")
 
     @field_validator("q", mode="before")
@@ -83,8 +85,11 @@ class SearchQuery(_Search):
     @field_validator("date_from", "date_to", mode="before")
     @classmethod
     def _date(cls, raw: Any, info: ValidationInfo) -> Any:
-        if isinstance(raw, str) and not re.fullmatch(DATE_PATTERN, raw):
-            raise ApiError(400, "invalid_date", f"{info.field_name} must be a date like 2025-06-01, got {raw[:40]!r}")
+        if isinstance(raw, str):
+            try:
+                check_date(info.field_name, raw)  # the rule and message Filters itself uses
+            except ValueError as exc:
+                raise ApiError(400, "invalid_date", str(exc)) from None
         return raw
 
 
