@@ -21,16 +21,8 @@ import statistics
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
-from serving import CRANFIELD, percentile, run_clients, start_server, stop
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from serving import CRANFIELD, percentile, run_clients, start_server, status_mb, stop
 
 
 def requests_for(question: str, n: int) -> list[tuple[str, str, bytes | None, int]]:
@@ -96,7 +88,7 @@ def main() -> None:
     server, port, ready = start_server(args.threads)
     try:
         stage(port, questions, 4, 5)  # warm up: caches, lazy set-up, allocator
-        start_rss = rss_mb(server.pid)
+        start_rss = status_mb(server.pid, "VmRSS")
         print(f"server ready in {ready:.1f} s; RSS after warm-up {start_rss:.0f} MiB; waitress threads {args.threads}")
         print("| clients | seconds | requests | req/s | unexpected errors | intended 400s | p50 ms | p95 ms | p99 ms | RSS at end MiB |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -105,11 +97,11 @@ def main() -> None:
             latencies = result["latencies"]
             print(f"| {clients} | {args.seconds:.0f} | {result['requests']:,} | {result['requests'] / args.seconds:.1f} "
                   f"| {result['unexpected']} | {result['intended_4xx']:,} | {statistics.median(latencies):.1f} "
-                  f"| {percentile(latencies, 0.95):.1f} | {percentile(latencies, 0.99):.1f} | {rss_mb(server.pid):.0f} |",
+                  f"| {percentile(latencies, 0.95):.1f} | {percentile(latencies, 0.99):.1f} | {status_mb(server.pid, 'VmRSS'):.0f} |",
                   flush=True)
             for example in result["examples"]:
                 print(f"  unexpected: {example}")
-        end_rss = rss_mb(server.pid)
+        end_rss = status_mb(server.pid, "VmRSS")
         print(f"memory: {start_rss:.0f} MiB after warm-up, {end_rss:.0f} MiB at the end "
               f"({(end_rss - start_rss) / start_rss:+.1%})")
     finally:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import socket
 import statistics
@@ -52,9 +51,10 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def rss_peak_mb(pid: int) -> float:
+def status_mb(pid: int, field: str = "VmHWM") -> float:
+    """A memory figure of a process from /proc, in MiB: VmHWM is peak RSS, VmRSS the current one."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -128,7 +128,7 @@ def main() -> None:
         done, errors, latencies = throughput(port, questions, args.clients, args.seconds)
         print(f"{args.clients} clients for {args.seconds:.0f} s: {done / args.seconds:.1f} requests/s, "
               f"p95 {percentile(latencies, 0.95):.1f} ms, errors {errors}")
-        print(f"server peak RSS: {rss_peak_mb(server.pid):.0f} MiB")
+        print(f"server peak RSS: {status_mb(server.pid):.0f} MiB")
     finally:
         stop(server)
     if args.compare:

@@ -10,6 +10,12 @@ DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # also published in the API's Op
 _DATE = re.compile(DATE_PATTERN)
 
 
+def check_date(name: str, value: str | None) -> None:
+    """ValueError unless ``value`` is None or a date like 2025-06-01."""
+    if value is not None and not _DATE.fullmatch(value):
+        raise ValueError(f"{name} must be a date like 2025-06-01, got {value[:40]!r}")
+
+
 @dataclass(frozen=True)
 class Filters:
     doc_ids: tuple[str, ...] = ()
@@ -20,9 +26,7 @@ class Filters:
 
     def __post_init__(self) -> None:
         for name in ("date_from", "date_to"):
-            value = getattr(self, name)
-            if value is not None and not _DATE.fullmatch(value):
-                raise ValueError(f"{name} must be a date like 2025-06-01, got {value[:40]!r}")
+            check_date(name, getattr(self, name))
 
     def __bool__(self) -> bool:
         return bool(self.doc_ids or self.sources or self.metadata or self.date_from or self.date_to)

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import pytest
 
 from kb.build import build_index
 from kb.datasets import load_cranfield

@@ -2,33 +2,13 @@
 
 import io
 import json
-import shutil
 
 import pytest
 
-from kb.build import build_index
-from kb.index import IndexStore
-from kb.live import LiveSearcher
-from kb.settings import Settings
-from tests.conftest import SEED_CORPUS
 from tests.pdfmaker import make_pdf
-from web.app import create_app
 
 KEY = "write-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-@pytest.fixture()
-def make_client(tmp_path, embedder):
-    def make(**overrides):
-        corpus = tmp_path / "corpus"
-        if not corpus.exists():
-            shutil.copytree(SEED_CORPUS, corpus)
-        settings = Settings.from_env(environ={}, corpus_dir=corpus, index_dir=tmp_path / "index", **overrides)
-        build_index(settings, embedder=embedder)
-        live = LiveSearcher(IndexStore(settings.index_dir), embedder, settings)
-        return create_app(settings, searcher=live).test_client(), settings
-    return make
 
 
 NOTE = {"id": "zeppelin-note", "title": "Airships", "text": "The Graf Zeppelin crossed the Atlantic in 1928. "

@@ -18,7 +18,7 @@ import pytest
 from kb.build import build_index
 from kb.settings import Settings
 from tests.fakes import FakeEmbedder
-from tests.integration.test_documents_api import AUTH, KEY, make_client  # noqa: F401 - the fixture
+from tests.integration.test_documents_api import AUTH, KEY
 
 
 def upload(client, name: str, data: bytes):

@@ -1,6 +1,5 @@
 """Hand-written hostile and odd input: always a clear 4xx JSON error or a correct 200, never a 500."""
 
-import json
 
 import pytest
 
