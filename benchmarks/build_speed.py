@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cranfield", default=str(REPO.parent / "shared" / "data" / "cranfield"))
+    parser.add_argument("--cranfield", default=str(REPO / "benchmarks" / "data" / "cranfield"))
     parser.add_argument("--limit", type=int, default=1000, help="passages to embed")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None, help="kb's batch size (default KB_BATCH_SIZE)")

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cranfield", default=str(REPO.parent / "shared" / "data" / "cranfield"))
+    parser.add_argument("--cranfield", default=str(REPO / "benchmarks" / "data" / "cranfield"))
     parser.add_argument("--chunk-tokens", type=int, default=None)
     parser.add_argument("--chunk-overlap", type=int, default=None)
     parser.add_argument("--weights", default="0.5,0.6,0.7")
@@ -37,7 +37,7 @@ def main() -> None:
     cranfield = load_collection(Path(args.cranfield))
     build_index(base.with_(index_dir=work / "seed"), embedder=embedder)
     seed_index = IndexStore(work / "seed").load()
-    questions = load_questions(REPO / "benchmarks" / "data" / "seed_questions.jsonl")
+    questions = load_questions(REPO / "benchmarks" / "data" / "seed_questions.jsonl", split="tune")  # never the held-out half
 
     variants = [("rrf", 0.5, 0, 0.0)]
     for fusion in ("minmax", "zscore"):

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cranfield", default=str(REPO.parent / "shared" / "data" / "cranfield"))
+    parser.add_argument("--cranfield", default=str(REPO / "benchmarks" / "data" / "cranfield"))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     settings = Settings.from_env()

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CRANFIELD = REPO.parent / "shared" / "data" / "cranfield"
+CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
 
 
 def run(*args: str) -> None:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/scale.py [--sizes 20000,100000] [--queries 200]
 
 Real vectors first: the Cranfield index kb eval builds (index/eval/cranfield, 1,864 passage
-vectors of all-MiniLM-L6-v2; run `kb eval ../shared/data/cranfield` once). Each synthetic
+vectors of all-MiniLM-L6-v2; run `kb eval benchmarks/data/cranfield` once). Each synthetic
 vector is a random mixture a*x_i + (1-a)*x_j of two real ones (a uniform in [0.5, 1]) plus
 Gaussian noise (sigma 0.03 per dimension), normalized: clustered like real embeddings, not
 uniform noise (on which no approximate index is meaningful). Queries are drawn the same

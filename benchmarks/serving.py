@@ -31,7 +31,7 @@ import urllib.parse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CRANFIELD = REPO.parent / "shared" / "data" / "cranfield"
+CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
 
 
 def free_port() -> int:

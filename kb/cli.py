@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build or update the index from the corpus folder")
     build.add_argument("--force", action="store_true", help="re-embed every document")
     build.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+    build.add_argument("--ids", action="store_true", help="with --json: also list the document ids of each kind")
     build.add_argument("--corpus-dir", help="overrides KB_CORPUS_DIR")
     build.set_defaults(run=_build)
 
@@ -115,24 +116,33 @@ def _k(raw: str) -> int:
     return k
 
 
-def _build(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
+class _ProgressBars:
+    """tqdm bars for embedding, shown on a terminal only (tqdm's ``disable=None``); closed on exit."""
 
-    from kb.build import build_index
+    def __init__(self) -> None:
+        self.bars: list = []
 
-    bars: list[tqdm] = []
+    def __call__(self, total: int) -> Callable[[int], None]:
+        from tqdm import tqdm
 
-    def progress(total: int) -> Callable[[int], None]:
-        bar = tqdm(total=total, unit="passage", desc="embedding", disable=total == 0 or None, file=sys.stderr)
-        bars.append(bar)
+        bar = tqdm(total=total, unit="passage", desc="embedding", disable=True if total == 0 else None, file=sys.stderr)
+        self.bars.append(bar)
         return bar.update
 
-    try:
-        report = build_index(settings, force=args.force, progress=progress)
-    finally:
-        for bar in bars:
+    def __enter__(self) -> "_ProgressBars":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self.bars:
             bar.close()
-    return _report(report, args.json)
+
+
+def _build(args: argparse.Namespace, settings: Settings) -> int:
+    from kb.build import build_index
+
+    with _ProgressBars() as progress:
+        report = build_index(settings, force=args.force, progress=progress)
+    return _report(report, args.json, args.ids)
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
@@ -165,10 +175,10 @@ def _remove(args: argparse.Namespace, settings: Settings) -> int:
     return _report(report, args.json)
 
 
-def _report(report, as_json: bool) -> int:
+def _report(report, as_json: bool, ids: bool = False) -> int:
     print(report.summary(), file=sys.stderr if as_json else sys.stdout)
     if as_json:
-        print(json.dumps(report.to_json()))
+        print(json.dumps(report.to_json(ids=ids)))
     return 0
 
 
@@ -187,6 +197,10 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     took_ms = (time.perf_counter() - began) * 1000
     if args.json:
         print(json.dumps(answer.to_json(args.k, took_ms), ensure_ascii=False))
+        return 0
+    if not index.passages:
+        print("The knowledge base is empty: put documents in the corpus folder and run `kb build`, "
+              "or add one with `kb add FILE`.")
         return 0
     if not answer.confident:
         print("Nothing in the knowledge base answers this confidently; the nearest passages:\n")
@@ -232,7 +246,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from kb.datasets import load_collection
 
     collection = load_collection(path)
-    results = evaluate_collection(collection, settings, embedder, modes)
+    with _ProgressBars() as progress:
+        results = evaluate_collection(collection, settings, embedder, modes, progress=progress)
     if args.json:
         print(json.dumps({"dataset": collection.name, "results": results}))
     else:
@@ -248,27 +263,40 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from kb.build import build_index
     from kb.embed import get_embedder
+    from kb.index import IndexUnwritable
     from web.app import create_app
 
-    # Finish whatever a crash left half done: documents on disk but not yet indexed.
-    report = build_index(settings)
-    if report.written:
-        print(f"kb: {report.summary()}", file=sys.stderr)
-    app = create_app(settings, background=True)  # listens at once; /api/health says 503 until ready
-    print(f"kb: serving http://{settings.host}:{settings.port}/ (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    def bring_in_line() -> None:
+        """Finish whatever a crash left half done (documents on disk but not yet indexed)."""
+        try:
+            report = build_index(settings)
+        except IndexUnwritable as exc:  # the last good index still serves
+            print(f"kb: {exc}; serving the last good index", file=sys.stderr, flush=True)
+            return
+        if report.written:
+            print(f"kb: {report.summary()}", file=sys.stderr, flush=True)
+
+    # Listens at once: /api/health says 503 "loading" while the index is brought in line and loaded.
+    app = create_app(settings, background=True, prepare=bring_in_line)
+    loading = app.extensions["kb"]
     # Headers up to 2 MiB reach the app, so an over-long query gets kb's own JSON error, not waitress's page.
     server = create_server(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb",
                            max_request_header_size=2 * 1024 * 1024,
                            max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
     http = threading.Thread(target=server.run, name="waitress", daemon=True)
     http.start()
+    print(f"kb: serving http://{settings.host}:{settings.port}/ (Ctrl+C to stop)", file=sys.stderr, flush=True)
     # The main thread embeds queries (micro-batched) while waitress's threads answer requests.
     try:
-        get_embedder(settings.model, settings.precision).batcher.run_forever(should_stop=lambda: not http.is_alive())
+        get_embedder(settings.model, settings.precision).batcher.run_forever(
+            should_stop=lambda: not http.is_alive() or loading.error is not None)
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+    if loading.error is not None:  # nothing to serve, ever: say why in one line and stop
+        print(f"kb: {loading.error}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -68,6 +68,9 @@ class Embedder:
 
     def __init__(self, name: str = DEFAULT_MODEL, precision: str = "auto") -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # its "Loading weights" bar is noise in every command's output
 
         self.name = name
         self.precision = resolve_precision(precision)

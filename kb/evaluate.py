@@ -15,7 +15,7 @@ from typing import Sequence
 
 import pytrec_eval
 
-from kb.build import build_index
+from kb.build import ProgressFactory, build_index
 from kb.datasets import Collection
 from kb.embed import Embedder
 from kb.index import Index, IndexStore
@@ -42,11 +42,15 @@ def trec_metrics(qrels: dict[str, dict[str, int]], run: dict[str, list[str]]) ->
 
 
 def evaluate_collection(
-    collection: Collection, settings: Settings, embedder: Embedder, modes: Sequence[str] = MODES
+    collection: Collection, settings: Settings, embedder: Embedder, modes: Sequence[str] = MODES,
+    progress: ProgressFactory | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Build (or reuse) an index of the collection and score each mode on its judged queries."""
+    """Build (or reuse) an index of the collection and score each mode on its judged queries.
+
+    ``progress`` is the same progress-bar factory `kb build` takes (the embedding can take minutes).
+    """
     eval_settings = settings.with_(index_dir=settings.index_dir / "eval" / collection.name)
-    build_index(eval_settings, embedder=embedder, documents=collection.documents)
+    build_index(eval_settings, embedder=embedder, documents=collection.documents, progress=progress)
     index = IndexStore(eval_settings.index_dir).load(expected_model=settings.model)
     results = {}
     queries = {q: text for q, text in collection.queries.items() if collection.qrels.get(q)}

@@ -371,11 +371,29 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
             f"{path} has index format {found!r}, this kb reads format {FORMAT_VERSION}: "
             "run `kb build` to rebuild the index"
         )
+    ann = manifest.get("ann", {"type": "flat"})
+    if not isinstance(ann, dict) or ann.get("type") not in ("flat", "hnsw", "ivfpq") \
+            or not all(isinstance(v, (int, str)) for v in ann.values()):
+        raise IndexCorrupt(f"{path} describes no known FAISS index (ann: {str(ann)[:80]}): run `kb build` to rebuild the index")
     return manifest
 
 
 def load_build(folder: Path, expected_model: str | None = None) -> Index:
-    """Load one build folder, checking every file against the manifest."""
+    """Load one build folder, checking every file against the manifest.
+
+    Every way a build can be damaged surfaces as an IndexProblem that names the folder and the
+    fix, never as another exception: callers (`kb search`, a live server) handle only those.
+    """
+    try:
+        return _load_build(folder, expected_model)
+    except IndexProblem:
+        raise
+    except Exception as exc:  # noqa: BLE001 - damage we did not foresee is still damage
+        raise IndexCorrupt(f"{folder} cannot be read ({type(exc).__name__}: {str(exc)[:160]}): "
+                           "run `kb build` to rebuild the index") from None
+
+
+def _load_build(folder: Path, expected_model: str | None = None) -> Index:
     manifest = _read_manifest(folder)
     if expected_model is not None and manifest.get("model") != expected_model:
         raise IndexMismatch(
@@ -417,7 +435,7 @@ def load_build(folder: Path, expected_model: str | None = None) -> Index:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
+    rows, number = [], 0
     try:
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
@@ -425,7 +443,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                     rows.append(json.loads(line))
     except FileNotFoundError:
         raise IndexCorrupt(f"{path} is missing: run `kb build` to rebuild the index") from None
-    except (ValueError, UnicodeDecodeError):
+    except UnicodeDecodeError:  # raised while reading the next line, before the loop counts it
+        raise IndexCorrupt(f"{path} line {number + 1} is not valid UTF-8: run `kb build` to rebuild the index") from None
+    except ValueError:
         raise IndexCorrupt(f"{path} line {number} is not valid JSON: run `kb build` to rebuild the index") from None
     return rows
 
@@ -438,5 +458,5 @@ def _load_array(path: Path, dtype: type) -> np.ndarray:
     except (ValueError, OSError, EOFError):
         raise IndexCorrupt(f"{path} is truncated or not a NumPy array: run `kb build` to rebuild the index") from None
     if vectors.dtype != dtype or vectors.ndim != 2:
-        raise IndexCorrupt(f"{path} holds {vectors.dtype} {vectors.ndim}-d data, not {np.dtype(dtype)} rows: rebuild the index")
+        raise IndexCorrupt(f"{path} holds {vectors.dtype} {vectors.ndim}-d data, not {np.dtype(dtype)} rows: run `kb build` to rebuild the index")
     return vectors

@@ -13,10 +13,10 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from kb.readers import READERS, Parsed, UnreadableDocument, reader_for
+from kb.readers import READERS, Parsed, UnreadableDocument, metadata_problem, reader_for
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"  # and no ".." (see valid_id)
 _VALID_ID = re.compile(ID_PATTERN)
 
 __all__ = ["Document", "UnreadableDocument", "read_corpus", "read_document", "documents_from", "valid_id",
-           "doc_id_for", "content_hash"]
+           "doc_id_for", "slug", "content_hash"]
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,41 @@ def content_hash(title: str, text: str, metadata: dict[str, Any] | None = None) 
 
 
 def valid_id(doc_id: str) -> bool:
-    """Ids are URL- and path-safe: letters, digits, '.', '_' and '-', not starting with a dot."""
-    return bool(_VALID_ID.match(doc_id)) and ".." not in doc_id
+    """Ids are URL- and path-safe: letters, digits, '.', '_' and '-', not starting with a dot.
+
+    A full match: ``re.match`` with ``$`` would also accept a trailing newline ("note\\n").
+    """
+    return isinstance(doc_id, str) and _VALID_ID.fullmatch(doc_id) is not None and ".." not in doc_id
+
+
+MAX_ID_CHARS = 200
+
+
+def slug(text: str) -> str:
+    """Letters, digits, '.', '_' and '-' only; every other run of characters becomes one '-'."""
+    return _ID_UNSAFE.sub("-", text).strip("-.")
 
 
 def doc_id_for(relative_path: str) -> str:
-    """A URL-safe id from a relative path: 'news/a b.txt' -> 'news--a-b.txt'."""
-    parts = [_ID_UNSAFE.sub("-", part).strip("-") or "_" for part in Path(relative_path).parts]
-    return "--".join(parts)
+    """The id of the document in a corpus file, one rule for `kb build`, `kb add` and uploads.
+
+    A path that is already a valid id (folders joined by '--') is its own id: 'news/wheat.txt'
+    is 'news--wheat.txt'. Any other path keeps what it can of its name and adds a hash of the
+    whole path, so that distinct files always get distinct, stable ids: 'report (1).pdf' is
+    'report-1-<hash>.pdf', 'report [1].pdf' another hash, and '报告.txt' 'doc-<hash>.txt'.
+    """
+    parts = PurePosixPath(relative_path).parts
+    plain = "--".join(parts)
+    if parts and all(slug(part) == part and "--" not in part for part in parts) and valid_id(plain):
+        return plain
+    digest = hashlib.sha1(relative_path.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    *folders, name = parts or ("doc",)
+    suffix = slug(PurePosixPath(name).suffix)
+    stem = slug(name[: len(name) - len(PurePosixPath(name).suffix)] if suffix else name) or "doc"
+    head = "--".join([*(slug(f) or "_" for f in folders), stem])
+    room = MAX_ID_CHARS - len(digest) - 1 - (len(suffix) + 1 if suffix else 0)
+    head = head[:room].rstrip("-.") or "doc"
+    return f"{head}-{digest}" + (f".{suffix}" if suffix else "")
 
 
 def read_corpus(corpus_dir: Path, skipped: list[str] | None = None, max_bytes: int | None = None) -> list[Document]:
@@ -126,6 +153,9 @@ def documents_from(parsed: list[Parsed], relative_path: str, max_chars: int | No
     for number, item in enumerate(parsed, 1):
         if not item.text.strip():
             raise UnreadableDocument("no text in it")
+        problem = metadata_problem(item.metadata, len(item.text))
+        if problem:
+            raise UnreadableDocument(problem)
         if item.id is not None and not valid_id(item.id):
             raise UnreadableDocument(f"document id {item.id!r} may hold only letters, digits, '.', '_' and '-'")
         doc_id = item.id or (base if len(parsed) == 1 and reader_for(relative_path) is not READERS[".jsonl"]

@@ -6,6 +6,7 @@ so a build folder stays a folder of plain files.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from functools import lru_cache
@@ -56,34 +57,58 @@ def term_spans(text: str, wanted: set[str]) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group()) for m, stem in zip(matches, stems) if stem in wanted]
 
 
+NO_TERMS = "no_terms.json"  # written instead of bm25s's files when no passage has a single term
+
+
 class KeywordIndex:
-    def __init__(self, retriever) -> None:
+    """BM25 over passages; ``retriever`` is None when there is nothing to score (no passages, or
+    only stop words), a normal state that bm25s itself cannot index."""
+
+    def __init__(self, retriever, passages: int = 0) -> None:
         self.retriever = retriever
+        self._passages = passages
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> "KeywordIndex":
-        bm25s = _bm25s()
-        retriever = bm25s.BM25(method="lucene")
         # Tokenised with our own terms() so indexing and querying can never disagree.
         corpus = [terms(t) for t in texts]
         vocab: dict[str, int] = {}
         ids = [[vocab.setdefault(term, len(vocab)) for term in doc] for doc in corpus]
+        if not vocab:
+            return cls(None, len(texts))
+        bm25s = _bm25s()
+        retriever = bm25s.BM25(method="lucene")
         retriever.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=False)
         return cls(retriever)
 
     def save(self, folder: Path) -> None:
-        self.retriever.save(str(Path(folder) / FOLDER), show_progress=False)
+        target = Path(folder) / FOLDER
+        if self.retriever is None:
+            target.mkdir(parents=True, exist_ok=True)
+            (target / NO_TERMS).write_text(json.dumps({"num_docs": self._passages}), encoding="utf-8")
+            return
+        self.retriever.save(str(target), show_progress=False)
 
     @classmethod
     def load(cls, folder: Path) -> "KeywordIndex":
+        marker = Path(folder) / FOLDER / NO_TERMS
+        if marker.exists():
+            passages = json.loads(marker.read_text(encoding="utf-8"))["num_docs"]
+            if not isinstance(passages, int) or passages < 0:
+                raise ValueError(f"{marker} holds no passage count")
+            return cls(None, passages)
         return cls(_bm25s().BM25.load(str(Path(folder) / FOLDER), mmap=False))
 
     @property
     def size(self) -> int:
+        if self.retriever is None:
+            return self._passages
         return int(self.retriever.scores["num_docs"])
 
     def scores(self, query_terms: Sequence[str]) -> np.ndarray:
         """BM25 score of every passage for the query terms (zeros when none is indexed)."""
+        if self.retriever is None:
+            return np.zeros(self.size, dtype=np.float32)
         ids = self.retriever.get_tokens_ids(list(query_terms))
         if not ids:
             return np.zeros(self.size, dtype=np.float32)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from kb.build import BuildReport, build_index
 from kb.files import remove_durably, write_atomically
 from kb.index import IndexStore, IndexUnwritable
-from kb.ingest import documents_from, doc_id_for, valid_id
+from kb.ingest import documents_from, slug, valid_id
 from kb.readers import UnreadableDocument, parse_record, reader_for
 from kb.settings import Settings
 
@@ -69,9 +69,7 @@ class Library:
 
     def add_file(self, name: str, data: bytes) -> tuple[list[dict], BuildReport]:
         """A file of a supported type; it is read before it is stored, so a bad file changes nothing."""
-        safe = Path(name).name
-        if not safe or safe.startswith(".") or safe != name.replace("\\", "/").split("/")[-1]:
-            raise DocumentError(400, "invalid_name", f"file name {name[:80]!r} must be a plain name without folders")
+        safe = check_file_name(name)
         reader = reader_for(safe)
         if reader is None:
             raise DocumentError(415, "unsupported_type", f"kb cannot read {Path(safe).suffix or 'files without a type'}; "
@@ -144,8 +142,25 @@ def _store(action, *args) -> None:
                             f"could not store the document ({exc.strerror or exc}); nothing was changed") from None
 
 
+MAX_NAME_BYTES = 255  # what Linux file systems allow in one name
+
+
+def check_file_name(name: str) -> str:
+    """The plain file name of an upload, or a DocumentError (400) that names what is wrong with it."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise DocumentError(400, "invalid_name", f"file name {name[:80]!r} holds a NUL or another control character")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise DocumentError(400, "name_too_long",
+                            f"file name is {size} bytes long; the limit is {MAX_NAME_BYTES} bytes (UTF-8)")
+    safe = Path(name).name
+    if not safe or safe.startswith(".") or safe != name.replace("\\", "/").split("/")[-1]:
+        raise DocumentError(400, "invalid_name", f"file name {name[:80]!r} must be a plain name without folders")
+    return safe
+
+
 def _new_id(title: str) -> str:
     import uuid
 
-    stem = doc_id_for(title.lower())[:60].strip("-.") or "doc"
+    stem = slug(title.lower())[:60].strip("-.") or "doc"
     return f"{stem}-{uuid.uuid4().hex[:8]}"

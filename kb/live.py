@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from kb.embed import Embedder
-from kb.index import IndexProblem, IndexStore
+from kb.index import IndexStore
 from kb.search import Searcher
 from kb.settings import Settings
 
@@ -57,7 +57,7 @@ class LiveSearcher:
             return
         try:
             searcher = self._make(self.store.load(expected_model=self.embedder.name))
-        except (IndexProblem, ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the new build, keep serving the old one
             self._rejected = path
             log.error("kept serving %s; the new index %s did not load: %s", self._path, path, exc)
             return

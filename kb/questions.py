@@ -18,19 +18,22 @@ class Question:
     q: str
     evidence: str | None  # None for an off-topic question that nothing should answer
     kind: str = "paraphrase"
+    split: str = "tune"  # "tune": settings may be chosen on it; "test": held out, only measured
 
 
-def load_questions(path: Path) -> list[Question]:
+def load_questions(path: Path, split: str | None = None) -> list[Question]:
+    """The questions of a set, or only those of one split ("tune" or "test")."""
     questions = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            questions.append(Question(row["q"], row.get("evidence"), row.get("kind", "paraphrase")))
+            questions.append(Question(row["q"], row.get("evidence"), row.get("kind", "paraphrase"),
+                                      row.get("split", "tune")))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path} line {number}: expected {{\"q\": ..., \"evidence\": ...}} ({exc})") from None
-    return questions
+    return [q for q in questions if split is None or q.split == split]
 
 
 def _normal(text: str) -> str:

@@ -153,7 +153,41 @@ def parse_record(row: Any, where: str) -> Parsed:
     if doc_id is not None and not isinstance(doc_id, str):
         raise UnreadableDocument(f"{where}: id must be a string")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    problem = metadata_problem(metadata, len(text))
+    if problem:
+        raise UnreadableDocument(f"{where}: {problem}")
     return Parsed(title or first_line(text), text, metadata, doc_id)
+
+
+_DATE_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.+\-Z]*)?")
+
+
+def valid_page_starts(value: Any, text_length: int | None = None) -> bool:
+    """A list of whole numbers from 0, ascending, within the text: where each page starts."""
+    if not isinstance(value, list) or not value:
+        return False
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        return False
+    if any(b < a for a, b in zip(value, value[1:])):
+        return False
+    return text_length is None or value[-1] <= text_length
+
+
+def metadata_problem(metadata: dict[str, Any], text_length: int) -> str | None:
+    """What is wrong with the metadata fields kb itself reads (None when nothing is).
+
+    kb interprets ``page_starts`` (the pages each passage spans), ``date`` (date filters) and
+    ``source`` (source filters and the page); a stored value must never break a search later.
+    """
+    if "page_starts" in metadata and not valid_page_starts(metadata["page_starts"], text_length):
+        return ("metadata.page_starts must be a non-empty list of ascending whole numbers from 0 "
+                "up to the text's length (where each page starts)")
+    date = metadata.get("date")
+    if date is not None and (not isinstance(date, str) or not _DATE_START.fullmatch(date)):
+        return f"date must be a date like 2025-06-01 (optionally with a time), got {str(date)[:40]!r}"
+    if "source" in metadata and not isinstance(metadata["source"], str):
+        return "source must be a string"
+    return None
 
 
 def read_jsonl(raw: bytes) -> list[Parsed]:

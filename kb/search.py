@@ -20,6 +20,7 @@ from kb.highlight import annotate
 from kb.hit import Hit
 from kb.index import Index
 from kb.keyword import terms
+from kb.readers import valid_page_starts
 from kb.settings import Settings
 
 MAX_QUERY_CHARS = 1000
@@ -194,7 +195,7 @@ def passage_metadata(metadata: dict, start: int, end: int) -> dict:
     """A passage inherits its document's metadata; a PDF's page offsets become the passage's pages."""
     inherited = {k: v for k, v in metadata.items() if k != "page_starts"}
     page_starts = metadata.get("page_starts")
-    if page_starts:
+    if valid_page_starts(page_starts):  # checked when the document came in; a bad stored value is ignored
         first = bisect.bisect_right(page_starts, start)
         last = bisect.bisect_right(page_starts, max(start, end - 1))
         inherited["pages"] = list(range(first, last + 1))

@@ -63,6 +63,26 @@ def client(app):
     return app.test_client()
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_MISSING = ("BROWSER TESTS SKIPPED: Debian's Chromium is not installed at /usr/bin/chromium; "
+                    "install it with `sudo apt-get install chromium` (make test does this when run as root)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without Chromium (no root to install it) the browser tests are skipped, and say so loudly."""
+    if CHROMIUM.exists():
+        return
+    skip = pytest.mark.skip(reason=CHROMIUM_MISSING)
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not CHROMIUM.exists():
+        terminalreporter.write_line("!" * 20 + " " + CHROMIUM_MISSING + " " + "!" * 20, red=True, bold=True)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 from flask import Flask, g, request
 
@@ -40,11 +41,13 @@ class Loading:
         raise ApiError(503, "loading", "kb is loading its model and index; try again shortly")
 
 
-def create_app(settings: Settings | None = None, searcher=None, background: bool = False) -> Flask:
+def create_app(settings: Settings | None = None, searcher=None, background: bool = False,
+               prepare: Callable[[], None] | None = None) -> Flask:
     """Build the app. ``searcher`` (a LiveSearcher) may be passed in to share one loaded model.
 
     With ``background``, the model and index load in a thread and the app answers 503 until
     they are ready and warmed up, so a server can listen at once and report its own readiness.
+    ``prepare`` runs first in that thread (`kb serve` brings the index in line with the corpus there).
     """
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -77,7 +80,7 @@ def create_app(settings: Settings | None = None, searcher=None, background: bool
         _install(app, settings, searcher)
     elif background:
         app.extensions["kb"] = Loading()
-        threading.Thread(target=_load, args=(app, settings), name="kb-load", daemon=True).start()
+        threading.Thread(target=_load, args=(app, settings, prepare), name="kb-load", daemon=True).start()
     else:
         _install(app, settings, _load_searcher(settings))
     return app
@@ -111,12 +114,14 @@ def _load_searcher(settings: Settings):
     return searcher
 
 
-def _load(app: Flask, settings: Settings) -> None:
+def _load(app: Flask, settings: Settings, prepare: Callable[[], None] | None = None) -> None:
     try:
+        if prepare is not None:
+            prepare()
         _install(app, settings, _load_searcher(settings))
         log.info("ready")
-    except Exception as exc:  # reported by /api/health rather than lost in a thread
-        log.error("could not load: %s", exc)
+    except Exception as exc:  # reported by /api/health rather than lost in a thread (kb serve prints it and stops)
+        log.info("could not load: %s", exc)
         app.extensions["kb"].error = str(exc)
 
 

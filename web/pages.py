@@ -27,7 +27,7 @@ def search_page():
     searcher = current_app.extensions["kb"].current()
     context = {"query": raw_query or "", "k": DEFAULT_K, "max_k": MAX_K, "modes": MODES,
                "mode": searcher.settings.search_mode, "answer": None, "error": None, "took_ms": None,
-               "marked_passage": marked_passage}
+               "marked_passage": marked_passage, "empty": not searcher.index.passages}
     if raw_query is None:
         return render_template("search.html", **context)
     try:

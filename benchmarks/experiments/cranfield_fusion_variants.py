@@ -9,7 +9,7 @@ from kb.keyword import terms
 from kb.settings import Settings
 ct = int(sys.argv[1]) if len(sys.argv)>1 else 256
 e = get_embedder()
-col = load_collection(Path('/work/shared/data/cranfield'))
+col = load_collection(Path(__file__).resolve().parents[1] / 'data' / 'cranfield')
 d = Path(f'/tmp/exp-{ct}')
 s = Settings.from_env(environ={}, index_dir=d, chunk_tokens=ct, chunk_overlap=32)
 build_index(s, embedder=e, documents=col.documents)

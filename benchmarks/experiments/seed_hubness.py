@@ -13,7 +13,7 @@ e=get_embedder(); d=Path(tempfile.mkdtemp())
 s=Settings.from_env(environ={}, index_dir=d, chunk_tokens=ct, chunk_overlap=ov, fusion='zscore', hybrid_weight=0.7, feedback=3, feedback_weight=1.0)
 build_index(s, embedder=e); idx=IndexStore(d).load()
 qs=load_questions('benchmarks/data/seed_questions.jsonl')
-col=load_collection(Path('/work/shared/data/cranfield'))
+col=load_collection(Path(__file__).resolve().parents[1] / 'data' / 'cranfield')
 def hubness(index, k):
     V=np.asarray(index.vectors); kk=min(k+1,len(V))
     sims, _ = index.faiss_index.search(V, kk)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -33,6 +34,20 @@ class Server:
     def get_json(self, path: str):
         with urllib.request.urlopen(self.base + path, timeout=30) as response:
             return response.status, json.loads(response.read())
+
+
+def call(base: str, method: str, path: str, body=None, key: str | None = None, timeout: float = 120):
+    """(status, body) of one request to a real server: JSON decoded, anything else as text."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            is_json = response.headers.get_content_type() == "application/json"
+            return response.status, (json.loads(raw) if is_json else raw.decode())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=SEED_CORPUS) -> Server:

@@ -6,6 +6,8 @@ from playwright.sync_api import sync_playwright
 from kb.questions import load_questions
 from tests.conftest import SEED_QUESTIONS
 
+pytestmark = pytest.mark.browser  # skipped, loudly, where Chromium is not installed (tests/conftest.py)
+
 QUESTION = load_questions(SEED_QUESTIONS)[0]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,5 +1,6 @@
 """A living corpus against real processes: searches during writes, and `kb build` killed midway."""
 
+import itertools
 import json
 import os
 import signal
@@ -16,21 +17,15 @@ from kb.build import build_index
 from kb.datasets import load_cranfield
 from kb.index import IndexStore
 from kb.settings import Settings
-from tests.conftest import REPO, SEED_CORPUS
-from tests.e2e.conftest import start_server
+from kb.questions import load_questions
+from tests.conftest import REPO, SEED_CORPUS, SEED_QUESTIONS
+from tests.e2e.conftest import call, start_server
 
 KEY = "concurrency-key"
 
 
 def request(base, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return call(base, method, path, body, key=KEY, timeout=60)
 
 
 def test_searches_never_fail_while_documents_come_and_go(tmp_path, embedder):
@@ -50,10 +45,14 @@ def test_searches_never_fail_while_documents_come_and_go(tmp_path, embedder):
     notes = {f"note-{n}": f"Note {n}: the Graf Zeppelin number {n} crossed the Atlantic with mail." for n in range(6)}
     known = {"seed.txt": seed_text, "pending": pending["text"], **notes}
     failures, answers, stop = [], [], threading.Event()
+    # Distinct questions every time: a repeated one is answered from the cache and could not wait on a write.
+    questions = [q.q for q in load_questions(SEED_QUESTIONS)] + ["Which airship crossed the Atlantic?"]
+    asked = itertools.count()
 
     def searcher():
         while not stop.is_set():
-            query = urllib.parse.urlencode({"q": "Which airship crossed the Atlantic?", "k": 5})
+            n = next(asked)
+            query = urllib.parse.urlencode({"q": f"{questions[n % len(questions)]} ({n})", "k": 5})
             try:
                 with urllib.request.urlopen(f"{server.base}/api/search?{query}", timeout=60) as response:
                     body = json.loads(response.read())
@@ -89,6 +88,7 @@ def test_searches_never_fail_while_documents_come_and_go(tmp_path, embedder):
         server.stop()
     assert not failures, failures[:5]
     assert len(answers) >= 20, "the searchers should have run throughout the writes"
+    assert len({a["query"] for a in answers}) == len(answers), "every search was a new question"
     final = {r["doc_id"] for r in answers[-1]["results"]}
     assert not final & {"note-0", "note-1", "note-2"}
 
@@ -100,7 +100,7 @@ def _write_corpus(folder, documents):
 
 
 def test_a_killed_build_always_leaves_the_old_or_the_new_index(tmp_path, embedder):
-    documents = load_cranfield(REPO.parent / "shared" / "data" / "cranfield").documents
+    documents = load_cranfield(REPO / "benchmarks" / "data" / "cranfield").documents
     corpus = tmp_path / "corpus"
     _write_corpus(corpus, documents[:40])
     settings = Settings.from_env(environ={}, corpus_dir=corpus, index_dir=tmp_path / "index")

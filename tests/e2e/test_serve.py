@@ -50,3 +50,39 @@ def test_a_megabyte_query_over_real_http_gets_the_json_error(server):
     except urllib.error.HTTPError as exc:
         assert exc.code == 400
         assert json.loads(exc.read())["error"]["code"] == "query_too_long"
+
+
+def test_kb_serve_listens_before_it_brings_the_index_in_line(tmp_path):
+    """503 "loading" is answered while the first build is still running (no index exists yet)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import SEED_CORPUS, free_port
+
+    shutil.copytree(SEED_CORPUS, tmp_path / "corpus")
+    port = free_port()
+    env = {**os.environ, "KB_INDEX_DIR": str(tmp_path / "index"), "KB_CORPUS_DIR": str(tmp_path / "corpus"),
+           "KB_PORT": str(port), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    seen = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and (not seen or seen[-1][0] != 200):
+            built = (tmp_path / "index" / "current").exists()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10) as response:
+                    seen.append((response.status, json.loads(response.read())["status"], built))
+            except urllib.error.HTTPError as exc:
+                seen.append((exc.code, json.loads(exc.read())["status"], built))
+            except OSError:
+                pass
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert seen and seen[-1][:2] == (200, "ok"), seen[-5:]
+    assert (503, "loading", False) in seen, "it should answer before the index exists"

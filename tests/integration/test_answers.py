@@ -12,7 +12,8 @@ from kb.search import Searcher
 from kb.settings import Settings
 from tests.conftest import SEED_QUESTIONS
 
-QUESTIONS = load_questions(SEED_QUESTIONS)
+# Only the held-out half (split "test"): settings are tuned on the other half, never on these.
+QUESTIONS = load_questions(SEED_QUESTIONS, split="test")
 ON_TOPIC = [q for q in QUESTIONS if q.evidence]
 OFF_TOPIC = [q for q in QUESTIONS if not q.evidence]
 
@@ -27,18 +28,14 @@ def evaluation(seed_index, embedder):
     return evaluate_questions(QUESTIONS, seed_index, embedder, Settings.from_env(environ={}))
 
 
-def test_the_question_set_is_big_enough():
-    assert len(ON_TOPIC) >= 40 and len(OFF_TOPIC) >= 10
-    assert sum(q.kind == "exact" for q in ON_TOPIC) >= 5
-
-
 def test_hybrid_beats_each_list_alone(evaluation):
     results, _ = evaluation
     print("\n" + json.dumps(results, indent=1))
     assert results["hybrid"]["MRR@5"] > results["dense"]["MRR@5"]
     assert results["hybrid"]["MRR@5"] > results["keyword"]["MRR@5"]
-    # Measured 0.827 and 0.981 (see benchmarks/quality.md); these floors catch regressions.
-    assert results["hybrid"]["hit@1"] >= 0.80 and results["hybrid"]["hit@3"] >= 0.95
+    # Measured on the held-out half: hit@1 0.846, hit@3 0.962 (26 questions); floors a few questions below.
+    assert results["hybrid"]["queries"] >= 20
+    assert results["hybrid"]["hit@1"] >= 0.75 and results["hybrid"]["hit@3"] >= 0.88
 
 
 def test_off_topic_questions_are_separated_from_on_topic_ones(evaluation):
@@ -56,7 +53,7 @@ def test_the_configured_threshold_says_no_to_every_off_topic_question(searcher):
 
 
 def test_the_highlight_is_the_answering_sentence(searcher, seed_index):
-    question = ON_TOPIC[0]
+    question = load_questions(SEED_QUESTIONS)[0]  # "Has an American president ever visited Kazakhstan?"
     hit = searcher.answer(question.q, 5).hits[0]
     text = seed_index.documents[hit.doc_id].text
     assert hit.highlights, "the top hit should have a highlighted sentence"
@@ -105,7 +102,7 @@ def test_kb_eval_prints_every_mode_for_the_question_set(seed_settings, seed_inde
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(report["results"]) == {"hybrid", "dense", "keyword"}
-    assert report["results"]["hybrid"]["queries"] == len(ON_TOPIC)
+    assert report["results"]["hybrid"]["queries"] == len([q for q in load_questions(SEED_QUESTIONS) if q.evidence])
     assert report["calibration"]["accuracy"] >= 0.95
 
 

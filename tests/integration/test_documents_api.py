@@ -175,3 +175,84 @@ def test_a_full_disk_is_a_507_and_nothing_is_acknowledged(make_client, monkeypat
     assert response.status_code == 507 and response.get_json()["error"]["code"] == "index_unwritable"
     assert "the corpus is updated but the index is not" in response.get_json()["error"]["message"]
     assert client.get("/api/search", query_string={"q": "Graf Zeppelin"}).status_code == 200
+
+
+def _multipart(disposition: str, payload: bytes) -> tuple[bytes, str]:
+    boundary = "kb-name-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; {disposition}\r\n"
+            f"Content-Type: text/plain\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("disposition, code", [
+    ("filename*=UTF-8''a%00b.txt", "invalid_name"),
+    ("filename*=UTF-8''a%0Ab.txt", "invalid_name"),
+    ("filename=\"" + "n" * 252 + ".txt\"", "name_too_long"),
+    ("filename*=UTF-8''" + "%E6%8A%A5" * 80 + ".txt", "name_too_long"),  # 244 bytes: under the limit, stored
+    ("filename*=UTF-8''" + "%E6%8A%A5" * 90 + ".txt", "name_too_long"),  # 274 bytes
+])
+def test_upload_names_kb_cannot_store_are_a_400_that_says_why(make_client, disposition, code):
+    client, settings = make_client(api_key=KEY)
+    body, content_type = _multipart(disposition, b"Airships\nThe Graf Zeppelin crossed the Atlantic in 1928.")
+    response = client.post("/api/documents", data=body, headers=AUTH, content_type=content_type)
+    if "%E6%8A%A5" * 81 not in disposition and "%E6%8A%A5" in disposition:  # under 255 bytes: stored
+        assert response.status_code == 201, response.get_json()
+        return
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == code and "file name" in error["message"]
+    assert not (settings.corpus_dir / "uploads").exists() or not any((settings.corpus_dir / "uploads").iterdir())
+
+
+@pytest.mark.parametrize("pair", [("报告.txt", "总结.txt"), ("report (1).txt", "report [1].txt")])
+def test_uploads_with_distinct_names_never_collide(make_client, pair):
+    client, _ = make_client(api_key=KEY)
+    ids = []
+    for number, name in enumerate(pair):
+        response = client.post("/api/documents", data={"file": (io.BytesIO(f"Note {number}\nText {number}.".encode()), name)},
+                               headers=AUTH, content_type="multipart/form-data")
+        assert response.status_code == 201, response.get_json()
+        ids.append(response.get_json()["documents"][0]["id"])
+    assert len(set(ids)) == 2
+    listed = {d["id"] for d in client.get("/api/documents").get_json()["documents"]}
+    assert set(ids) <= listed
+
+
+@pytest.mark.parametrize("page_starts", ["abc", [5, 0], [0, 1.5], [0, -1], [0, 10**9], [], [True]])
+def test_page_starts_that_are_not_ascending_offsets_are_refused_at_the_door(make_client, page_starts):
+    client, settings = make_client(api_key=KEY)
+    bad = {**NOTE, "metadata": {"page_starts": page_starts}}
+    response = client.post("/api/documents", json=bad, headers=AUTH)
+    assert response.status_code == 400 and "page_starts" in response.get_json()["error"]["message"]
+    upload = client.post("/api/documents", data={"file": (io.BytesIO((json.dumps(bad) + "\n").encode()), "feed.jsonl")},
+                         headers=AUTH, content_type="multipart/form-data")
+    assert upload.status_code == 422 and "page_starts" in upload.get_json()["error"]["message"]
+    good = client.post("/api/documents", json={**NOTE, "metadata": {"page_starts": [0, 20]}}, headers=AUTH)
+    assert good.status_code == 201
+    hit = client.get("/api/search", query_string={"q": "Graf Zeppelin", "doc_id": NOTE["id"]}).get_json()["results"][0]
+    assert hit["metadata"]["pages"] in ([1], [1, 2])
+
+
+def test_a_bad_stored_page_starts_never_breaks_a_search(tmp_path, embedder):
+    """An index written before the check (or by hand) holds a bad value: searches still answer."""
+    from kb.build import build_index
+    from kb.index import IndexStore
+    from kb.ingest import Document
+    from kb.live import LiveSearcher
+    from kb.settings import Settings
+    from web.app import create_app
+
+    settings = Settings.from_env(environ={}, corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
+    documents = [Document("odd", "Odd", "odd.pdf", "The Graf Zeppelin crossed the Atlantic in 1928.",
+                          {"page_starts": value}) for value in ["abc"]]
+    build_index(settings, embedder=embedder, documents=documents)
+    client = create_app(settings, searcher=LiveSearcher(IndexStore(settings.index_dir), embedder, settings)).test_client()
+    response = client.get("/api/search", query_string={"q": "Graf Zeppelin"})
+    assert response.status_code == 200 and response.get_json()["results"][0]["doc_id"] == "odd"
+    assert "pages" not in response.get_json()["results"][0]["metadata"]
+
+
+def test_a_date_kb_cannot_filter_on_is_refused(make_client):
+    client, _ = make_client(api_key=KEY)
+    response = client.post("/api/documents", json={**NOTE, "date": "last spring"}, headers=AUTH)
+    assert response.status_code == 400 and "date" in response.get_json()["error"]["message"]

@@ -10,7 +10,7 @@ import pytest
 from kb.datasets import load_cranfield
 from tests.conftest import REPO
 
-CRANFIELD = REPO.parent / "shared" / "data" / "cranfield"
+CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
 
 
 @pytest.fixture(scope="module")

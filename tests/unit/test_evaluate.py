@@ -50,10 +50,10 @@ def test_cranfield_queries_are_numbered_in_file_order_and_gains_are_five_minus_r
     assert (first.id, first.title, first.text) == ("1", "first title.", "first title. text about wings and lift.")
 
 
-def test_the_shared_cranfield_collection_loads_whole():
+def test_the_bundled_cranfield_collection_loads_whole():
     from tests.conftest import REPO
 
-    collection = load_cranfield(REPO.parent / "shared" / "data" / "cranfield")
+    collection = load_cranfield(REPO / "benchmarks" / "data" / "cranfield")
     assert len(collection.documents) == 1400 and len(collection.queries) == 225
     assert collection.queries["225"].startswith("what design factors can be used to control lift-drag ratios")
 
@@ -95,3 +95,24 @@ def test_calibration_separates_the_two_groups():
     assert 0.2 < result.threshold < 0.3 and result.accuracy == 1.0
     overlapping = calibrate([0.5, 0.15], [0.2, 0.1])
     assert overlapping.accuracy == 0.75
+
+
+def test_kb_eval_reports_embedding_progress_like_kb_build(tmp_path):
+    """`kb eval` embeds a whole collection first: it must show the same progress as `kb build`."""
+    from kb.datasets import Collection
+    from kb.evaluate import evaluate_collection
+    from kb.ingest import Document
+    from kb.settings import Settings
+    from tests.fakes import FakeEmbedder
+
+    documents = [Document(str(n), f"Title {n}", f"c/{n}", f"Text number {n} about wings and lift.") for n in range(7)]
+    collection = Collection("tiny", documents, {"1": "wings"}, {"1": {"3": 1}})
+    totals, done = [], []
+
+    def progress(total):
+        totals.append(total)
+        return done.append
+
+    settings = Settings.from_env(environ={}, index_dir=tmp_path / "index")
+    evaluate_collection(collection, settings, FakeEmbedder(), ["keyword"], progress=progress)
+    assert totals == [7] and sum(done) == 7

@@ -176,3 +176,41 @@ def test_ivfpq_proposes_and_exact_vectors_decide(tmp_path):
             assert score == pytest.approx(float(vectors[position] @ query), abs=1e-5), "scores are exact inner products"
         recalls.append(len({p for p, _ in hits} & set(exact.tolist())) / 10)
     assert hits and np.mean(recalls) >= 0.9
+
+
+BAD_UTF8 = b'{"id": "caf\xe9"}\n'
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("passages.jsonl", lambda p: p.write_bytes(BAD_UTF8)),
+    ("documents.jsonl", lambda p: p.write_bytes(p.read_bytes() + BAD_UTF8)),
+    ("passages.jsonl", lambda p: p.write_text("[1, 2]\n")),
+    ("documents.jsonl", lambda p: p.write_text('"just a string"\n')),
+    ("manifest.json", lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "ann": [1]}))),
+    ("sentence_spans.npy", lambda p: np.save(p, np.zeros(3, dtype=np.int64))),
+    ("bm25", lambda p: [f.write_bytes(b"\xff\xfe") for f in p.iterdir()]),
+])
+def test_every_damaged_file_is_an_index_problem_that_names_the_build(settings, name, damage):
+    """Never another exception: a live server handles IndexProblem and keeps serving the last good build."""
+    from kb.index import IndexProblem
+
+    build_index(settings, embedder=FakeEmbedder())
+    store = IndexStore(settings.index_dir)
+    damage(store.current_path() / name)
+    with pytest.raises(IndexProblem, match="kb build") as caught:
+        store.load()
+    assert str(store.current_path()) in str(caught.value)
+
+
+def test_a_live_searcher_keeps_the_last_good_build_whatever_is_wrong_with_the_new_one(settings):
+    from kb.live import LiveSearcher
+
+    build_index(settings, embedder=FakeEmbedder())
+    store = IndexStore(settings.index_dir)
+    live = LiveSearcher(store, FakeEmbedder(), settings)
+    good = live.current().index.path
+    (settings.corpus_dir / "gamma.txt").write_text("Gamma\nA third document arrives.", encoding="utf-8")
+    build_index(settings, embedder=FakeEmbedder())
+    (store.current_path() / "passages.jsonl").write_bytes(BAD_UTF8)
+    live.refresh()
+    assert live.current().index.path == good and live.current().search("wind tunnels", 2)

@@ -1,5 +1,7 @@
 import logging
 
+import re
+
 import pytest
 
 from kb.ingest import content_hash, doc_id_for, read_corpus, read_document
@@ -72,7 +74,43 @@ def test_ids_are_stable_url_safe_and_unique(tmp_path):
     assert [d.id for d in first] == [d.id for d in second]
     assert len({d.id for d in first}) == 2
     assert all(set(d.id) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") for d in first)
-    assert doc_id_for("news/a b.txt") == "news--a-b.txt"
+    assert doc_id_for("news/wheat.txt") == "news--wheat.txt", "a path that is already an id is its own id"
+    assert doc_id_for("news/a b.txt").startswith("news--a-b-") and doc_id_for("news/a b.txt").endswith(".txt")
+
+
+@pytest.mark.parametrize("names", [
+    ("报告.txt", "总结.txt"),
+    ("report (1).pdf", "report [1].pdf"),
+    ("a b.txt", "a-b.txt"),
+    ("x/y.txt", "x--y.txt"),
+    ("notes.md", "notes.MD"),
+    ("a" * 250 + "1.txt", "a" * 250 + "2.txt"),
+])
+def test_distinct_file_names_get_distinct_stable_readable_ids(names):
+    from kb.ingest import valid_id
+
+    ids = [doc_id_for(f"uploads/{name}") for name in names]
+    assert len(set(ids)) == 2, ids
+    assert ids == [doc_id_for(f"uploads/{name}") for name in names], "stable"
+    for name, doc_id in zip(names, ids):
+        assert valid_id(doc_id) and len(doc_id) <= 200, doc_id
+        assert doc_id.startswith("uploads--"), doc_id
+        for word in re.findall(r"[A-Za-z0-9]+", name.split(".")[0])[:3]:
+            assert word[:50] in doc_id, (name, doc_id)  # what can be kept of the name is kept
+
+
+def test_the_same_rule_names_corpus_files(tmp_path):
+    write(tmp_path / "报告.txt", "Report\ntext one")
+    write(tmp_path / "总结.txt", "Summary\ntext two")
+    assert sorted(d.id for d in read_corpus(tmp_path)) == sorted([doc_id_for("报告.txt"), doc_id_for("总结.txt")])
+
+
+@pytest.mark.parametrize("doc_id", ["note\n", "note\r", "a/b", "../x", ".hidden", "", "x" * 201, "-x", "a..b"])
+def test_invalid_ids_are_refused_whole(doc_id):
+    from kb.ingest import valid_id
+
+    assert not valid_id(doc_id)
+    assert valid_id("note") and valid_id("x" * 200)
 
 
 def test_content_hash_follows_text_and_title():

@@ -31,3 +31,16 @@ def test_a_query_with_no_indexed_word_scores_zero():
     index = KeywordIndex.build(["alpha beta", "gamma delta"])
     assert not index.scores(terms("omega")).any()
     assert not index.scores([]).any()
+
+
+def test_no_passages_or_only_stop_words_are_indexes_too(tmp_path):
+    """bm25s cannot index an empty vocabulary (max() of an empty sequence); kb can, and saves it."""
+    from kb.keyword import KeywordIndex
+
+    for texts in ([], ["The and of.", "It is what it is."]):
+        index = KeywordIndex.build(texts)
+        assert index.size == len(texts)
+        index.save(tmp_path / str(len(texts)))
+        loaded = KeywordIndex.load(tmp_path / str(len(texts)))
+        assert loaded.size == len(texts)
+        assert loaded.scores(["wing"]).tolist() == [0.0] * len(texts)
