@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from kb.build import embedding_text, passage_limit
+from kb.prepare import embedding_text, passage_limit
 from kb.chunk import chunk_text, headings, sentence_spans
 from kb.datasets import load_cranfield
 from kb.embed import get_embedder

@@ -15,7 +15,7 @@ from kb.build import build_index
 from kb.datasets import load_collection
 from kb.embed import get_embedder
 from kb.evaluate import evaluate_collection, evaluate_questions
-from kb.index import IndexStore
+from kb.faiss_store import open_current
 from kb.questions import load_questions
 from kb.settings import Settings
 
@@ -36,7 +36,7 @@ def main() -> None:
     base = Settings.from_env(index_dir=work, chunk_tokens=args.chunk_tokens, chunk_overlap=args.chunk_overlap)
     cranfield = load_collection(Path(args.cranfield))
     build_index(base.with_(index_dir=work / "seed"), embedder=embedder)
-    seed_index = IndexStore(work / "seed").load()
+    seed_index = open_current(base.with_(index_dir=work / "seed"))
     questions = load_questions(REPO / "benchmarks" / "data" / "seed_questions.jsonl", split="tune")  # never the held-out half
 
     variants = [("rrf", 0.5, 0, 0.0)]

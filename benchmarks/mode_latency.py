@@ -18,7 +18,7 @@ from pathlib import Path
 from kb.build import build_index
 from kb.datasets import load_collection
 from kb.embed import get_embedder
-from kb.index import IndexStore
+from kb.faiss_store import open_current
 from kb.search import Searcher
 from kb.settings import Settings
 
@@ -35,8 +35,8 @@ def main() -> None:
     collection = load_collection(Path(args.cranfield))
     folder = settings.index_dir / "eval" / collection.name
     build_index(settings.with_(index_dir=folder), embedder=embedder, documents=collection.documents)
-    index = IndexStore(folder).load()
-    searcher = Searcher(index, embedder, settings)
+    store = open_current(settings.with_(index_dir=folder))
+    searcher = Searcher(store, embedder, settings)
     queries = list(collection.queries.values())
     variants = [("dense", False), ("keyword", False), ("hybrid", False), ("hybrid", True)]
     times: dict[tuple[str, bool], list[float]] = {v: [] for v in variants}
@@ -46,7 +46,7 @@ def main() -> None:
                 began = time.perf_counter()
                 searcher.answer(query, 10, mode, highlights=highlights)
                 times[(mode, highlights)].append((time.perf_counter() - began) * 1000)
-    print(f"{len(index.passages)} passages, {len(queries)} queries x {args.repeats}, k=10")
+    print(f"{store.snapshot().counts()[1]} passages, {len(queries)} queries x {args.repeats}, k=10")
     print("| mode | highlights | p50 ms | p95 ms |")
     print("| --- | --- | ---: | ---: |")
     for (mode, highlights), values in times.items():

@@ -25,8 +25,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from kb.index import RERANK_DEPTH, Index, IndexStore, ann_spec, make_faiss_index, read_faiss_index
+from kb.faiss_store import open_current
 from kb.settings import Settings
+from kb.vectors import RERANK_DEPTH, VectorIndex, ann_spec
 
 
 def synthetic(base: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,14 +35,6 @@ def synthetic(base: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     a = rng.uniform(0.5, 1.0, (n, 1)).astype(np.float32)
     x = a * base[i] + (1 - a) * base[j] + rng.normal(0, 0.03, (n, base.shape[1])).astype(np.float32)
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def timed_index(spec: dict, vectors_path: Path, faiss_path: Path, n: int) -> Index:
-    """kb's Index over a written FAISS file and memory-mapped vectors (passages are placeholders)."""
-    index = Index(path=faiss_path.parent, manifest={"ann": spec}, documents={}, passages=[None] * n,
-                  vectors=np.load(vectors_path, mmap_mode="r"), faiss_index=read_faiss_index(faiss_path),
-                  keyword=None, sentences=None)
-    return index
 
 
 def main() -> None:
@@ -54,7 +47,8 @@ def main() -> None:
     parser.add_argument("--nprobe", default=None, help="IVF-PQ nprobe values to measure (default KB_IVF_NPROBE)")
     args = parser.parse_args()
     settings = Settings.from_env()
-    base = np.asarray(IndexStore(settings.index_dir / "eval" / "cranfield").load().vectors, dtype=np.float32)
+    memory = open_current(settings.with_(index_dir=settings.index_dir / "eval" / "cranfield")).memory
+    base = np.asarray(memory.vectors.vectors(np.arange(memory.size)), dtype=np.float32)
     rng = np.random.default_rng(0)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -65,42 +59,37 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         vectors = synthetic(base, size, rng)
         queries = synthetic(base, args.queries, rng)
-        vectors_path = work / "vectors.npy"
-        np.save(vectors_path, vectors)
         exact = None
-        specs = [{"type": "flat"}, ann_spec(size, "hnsw", 0, settings.hnsw_m, settings.hnsw_ef_search),
-                 ann_spec(size, "ivfpq", 0, settings.hnsw_m, settings.hnsw_ef_search, settings.ivf_nprobe)]
+        specs = [{"type": "flat"}, ann_spec(size, "hnsw", 0, settings.hnsw_m), ann_spec(size, "ivfpq", 0, settings.hnsw_m)]
         if args.ef_construction:
             specs[1]["efConstruction"] = args.ef_construction
         for spec in specs:
             began = time.perf_counter()
-            built = make_faiss_index(vectors, spec)
+            index = VectorIndex(vectors.shape[1], spec, training=vectors)
+            index.add(vectors)
             build_s = time.perf_counter() - began
             faiss_path = work / "vectors.faiss"
-            faiss.write_index(built, str(faiss_path))
-            del built
+            index.save(faiss_path)
             began = time.perf_counter()
-            index = timed_index(spec, vectors_path, faiss_path, size)
+            if spec["type"] != "ivfpq":  # IVF-PQ keeps kb's exact copy beside it, which a file read does not restore
+                index = VectorIndex(vectors.shape[1], spec, faiss_index=faiss.read_index(str(faiss_path)))
             load_s = time.perf_counter() - began
             size_mb = faiss_path.stat().st_size / 2**20
             if spec["type"] == "hnsw":
                 knobs = [("efSearch", int(e)) for e in args.ef.split(",")]
             elif spec["type"] == "ivfpq":
-                knobs = [("nprobe", int(n)) for n in (args.nprobe or str(spec["nprobe"])).split(",")]
+                knobs = [("nprobe", int(n)) for n in (args.nprobe or str(settings.ivf_nprobe)).split(",")]
             else:
                 knobs = [(None, None)]
             for knob, value in knobs:
                 label = spec["type"] + (f" M={spec['M']} efC={spec['efConstruction']}" if "M" in spec else "") \
                     + (f" nlist={spec['nlist']}" if "nlist" in spec else "") + (f" {knob}={value}" if knob else "")
-                if knob == "efSearch":
-                    index.faiss_index.hnsw.efSearch = value
-                elif knob == "nprobe":
-                    index.faiss_index.nprobe = value
-                index.search(queries[0], 10)  # warm up: the first query pages the mapped file in
+                knobs_now = {"ef_search": value} if knob == "efSearch" else {"nprobe": value} if knob == "nprobe" else {}
+                index.search(queries[0], 10, **knobs_now)  # warm up
                 latencies, found = [], []
                 for query in queries:
                     t = time.perf_counter()
-                    hits = index.search(query, 10)
+                    hits = index.search(query, 10, **knobs_now)
                     latencies.append((time.perf_counter() - t) * 1000)
                     found.append([i for i, _ in hits])
                 if exact is None:

@@ -151,17 +151,17 @@ def compare(questions: list[str], clients: int, seconds: float) -> None:
 def in_process_floor():
     """A function timing, in this process, what no server can avoid: encode the query, search FAISS."""
     from kb.embed import Embedder
-    from kb.index import IndexStore
+    from kb.faiss_store import open_current
     from kb.settings import Settings
 
     settings = Settings.from_env()
     embedder = Embedder(settings.model, settings.precision)  # its own instance: no cache shared with anything
-    index = IndexStore(settings.index_dir).load()
+    vectors = open_current(settings).memory.vectors
     embedder.encode(["warm up"])
 
     def floor(question: str) -> float:
         t = time.perf_counter()
-        index.search(embedder.encode([question])[0], 5)
+        vectors.search(embedder.encode([question])[0], 5)
         return (time.perf_counter() - t) * 1000
 
     return floor

@@ -1,28 +1,37 @@
-"""Build the index from the corpus, re-embedding only documents whose content changed."""
+"""`kb build`: bring the store in line with the corpus folder, through the same write path as the API.
+
+Only files whose size or modification time changed are read again, only documents whose content
+hash changed are embedded, and documents are written in batches, each one transaction: a build
+killed midway keeps every batch it committed and the next build carries on from there.
+Documents sent through the API (they have no corpus file) are left alone. A change of model or
+chunk settings (or ``--force``) builds a new store beside the old one, carrying the API's
+documents over, and makes it current only when it is complete.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
-
-from kb.chunk import Passage, chunk_text, headings, sentence_spans
 from kb.embed import Embedder, get_embedder
-from kb.index import FORMAT_VERSION, IndexProblem, IndexStore, SentenceTable, StoredDocument, ann_spec
-from kb.keyword import KeywordIndex
-from kb.ingest import Document, read_corpus
+from kb.faiss_store import FaissStore, current_folder
+from kb.ingest import Document, corpus_files, read_document
+from kb.prepare import Chunked, build_config, chunk_all, embed_chunked
+from kb.readers import UnreadableDocument
 from kb.settings import Settings
+from kb.store import PreparedDocument, StoreProblem, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
-# Bump when chunking or the text given to the embedder changes, so old vectors are not reused.
-CHUNKER_VERSION = 4
-CONTEXT_CHARS = 160  # the longest title or heading given to the model as context
-
 ProgressFactory = Callable[[int], Callable[[int], None]]
+COMMIT_BATCHES = 16  # embedding batches (KB_BATCH_SIZE passages each) per build transaction: 512 by default
 
 
 @dataclass
@@ -58,38 +67,21 @@ class BuildReport:
         )
 
 
-def build_config(settings: Settings) -> dict[str, Any]:
-    """What the vectors depend on besides the text; a change re-embeds everything."""
-    return {
-        "model": settings.model,
-        "chunk_tokens": settings.chunk_tokens,
-        "chunk_overlap": settings.chunk_overlap,
-        "chunker_version": CHUNKER_VERSION,
-    }
-
-
-def context_of(title: str, heading: str) -> str:
-    """The document title and section heading, as the line that precedes a passage for the model."""
-    parts = [title[:CONTEXT_CHARS].strip()]
-    if heading and heading != title:
-        parts.append(heading[:CONTEXT_CHARS].strip())
-    return " — ".join(p for p in parts if p)
-
-
-def embedding_text(title: str, passage: Passage) -> str:
-    """What the model (and BM25) read for a passage: its context line, then its text.
-
-    Only the embedding sees the context; the passage's text, start and end stay the exact span.
-    """
-    context = context_of(title, passage.heading)
-    return f"{context}\n{passage.text}" if context else passage.text
-
-
-def passage_limit(document: Document, sections: list[tuple[int, str]], embedder: Embedder, settings: Settings) -> int:
-    """Tokens left for passage text once the longest context line of this document is added."""
-    contexts = [context_of(document.title, h) for h in ["", *(h for _, h in sections)]]
-    reserve = max(embedder.count_tokens(c) for c in contexts) + 1 if contexts else 0
-    return max(16, min(settings.chunk_tokens, embedder.max_tokens - reserve))
+@contextlib.contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """One build at a time per index folder (API writes go straight to the store's transactions)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / ".lock", "a")
+    except OSError as exc:
+        raise StoreUnwritable(f"cannot write the new index to {root} ({exc.strerror or exc}): free some space or make "
+                              f"{root} writable, then run `kb build` again; the previous index is unchanged") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def build_index(
@@ -99,159 +91,166 @@ def build_index(
     progress: ProgressFactory | None = None,
     documents: list[Document] | None = None,
 ) -> BuildReport:
-    """Bring the index in line with the corpus (or the given documents); writes a new build only when something changed."""
+    """Bring the store in line with the corpus folder (or with exactly ``documents``)."""
     began = time.perf_counter()
-    store = IndexStore(settings.index_dir)
     report = BuildReport()
-    with store.lock():
-        if documents is None:
-            documents = read_corpus(settings.corpus_dir, report.skipped_files, settings.max_document_mb * 2**20)
-        config = build_config(settings)
-        old = None
-        reason = "no previous index"
-        if store.current_path() is not None:
+    root = Path(settings.index_dir)
+    if documents is None and not Path(settings.corpus_dir).is_dir():
+        raise FileNotFoundError(f"corpus folder {settings.corpus_dir} does not exist (set KB_CORPUS_DIR)")
+    with build_lock(root):
+        _remove_unfinished(root)
+        store, reason, carried = _open_or_create(root, settings, force, embedder)
+        fresh = current_folder(root) != store.folder
+        try:
+            wanted, files_read, files_gone = _wanted(store, settings, documents, report, fresh)
             try:
-                old = store.load()
-            except IndexProblem as exc:
-                reason = f"previous index unreadable, rebuilding everything: {exc}"
-                log.warning(reason)
-        if old is not None and old.manifest.get("config") != config:
-            reason = f"settings changed ({_config_change(old.manifest.get('config'), config)}), re-embedding everything"
-            log.warning(reason)
-            old = None
-        elif old is not None and force:
-            reason, old = "forced full rebuild", None
-        elif old is not None:
-            reason = "documents changed"
+                _sync(store, settings, embedder, progress, report, documents, wanted + [
+                    d for d in carried if d.id not in {w.id for w in wanted}], files_read, files_gone, fresh)
+            except OSError as exc:  # a write failed (SQLite's own failures are StoreUnwritable already)
+                raise StoreUnwritable(f"cannot write the new index to {exc.filename or root} ({exc.strerror or exc}): "
+                                      f"free some space or make {root} writable, then run `kb build` again; "
+                                      "what was written before is kept") from None
+            report.reason = reason if report.written else "nothing changed"
+        finally:
+            store.close()
+    report.seconds = time.perf_counter() - began
+    return report
 
-        old_docs = old.documents if old else {}
-        new_ids = {d.id for d in documents}
-        for document in documents:
-            previous = old_docs.get(document.id)
-            if previous is None:
-                report.added.append(document.id)
-            elif previous.hash != document.content_hash:
-                report.changed.append(document.id)
-            else:
-                report.unchanged.append(document.id)
-        report.removed = sorted(set(old_docs) - new_ids)
-        report.documents = len(documents)
 
-        expected_passages = len(old.passages) if old is not None else 0
-        same_ann = old is not None and old.manifest.get("ann") == _ann(settings, expected_passages)
-        if old is not None and not same_ann and not (report.added or report.changed or report.removed):
-            reason = "index type changed, re-indexing the stored vectors (nothing re-embedded)"
-        if old is not None and same_ann and not (report.added or report.changed or report.removed):
-            report.passages = len(old.passages)
-            report.reason = "nothing changed"
-            report.index_path = str(old.path)
-            report.seconds = time.perf_counter() - began
-            return report
+def _remove_unfinished(root: Path) -> None:
+    """Store folders a killed full rebuild left behind (never current), and stale links; the current one stays."""
+    current = current_folder(root)
+    for folder in [*root.glob("store-*"), *root.glob("build-*"), *root.glob(".tmp-build-*")]:  # build-*: format 3
+        if folder.resolve() != current:
+            shutil.rmtree(folder, ignore_errors=True)
+    for link in root.glob(".current-store-*"):
+        link.unlink(missing_ok=True)
 
+
+def _sync(store: FaissStore, settings: Settings, embedder: Embedder | None, progress: ProgressFactory | None,
+          report: BuildReport, documents: list[Document] | None, wanted: list[Document],
+          files_read: dict[str, tuple[int, int]], files_gone: list[str], fresh: bool) -> None:
+    fingerprints = store.fingerprints()
+    to_write: list[Document] = []
+    for document in wanted:
+        known = fingerprints.get(document.id)
+        if known is None:
+            report.added.append(document.id)
+            to_write.append(document)
+        elif known[0] != document.content_hash or known[1] != document.path:
+            report.changed.append(document.id)
+            to_write.append(document)
+        else:
+            report.unchanged.append(document.id)
+    keep = {d.id for d in wanted}
+    if documents is not None:
+        report.removed = sorted(set(fingerprints) - keep)
+    else:  # corpus documents whose file is gone, or no longer holds them; API documents stay
+        read_paths = set(files_read) | set(files_gone)
+        report.removed = sorted(doc_id for doc_id, (_, path) in fingerprints.items()
+                                if path and path in read_paths and doc_id not in keep)
+        report.unchanged += [doc_id for doc_id, (_, path) in fingerprints.items()
+                             if path and path not in read_paths and doc_id not in keep]
+    if to_write or report.removed:
         embedder = embedder or get_embedder(settings.model, settings.precision)
-        unchanged = set(report.unchanged)
-        old_rows = _rows_by_doc(old.passages) if old else {}
-
-        passages: list[Passage] = []
-        reused: list[tuple[int, int]] = []  # (new position, position in the old build)
-        to_embed: list[tuple[int, str]] = []  # (new position, document title)
-        stored: list[StoredDocument] = []
-        for document in documents:
-            if document.id in unchanged and old is not None:
-                positions = old_rows.get(document.id, [])
-                doc_passages = [old.passages[i] for i in positions]
-                reused.extend((len(passages) + n, i) for n, i in enumerate(positions))
-                passages.extend(doc_passages)
-            else:
-                sections = headings(document.text, markdown=document.source.lower().endswith(".md"))
-                limit = passage_limit(document, sections, embedder, settings)
-                doc_passages = chunk_text(
-                    document.id, document.text, embedder.count_tokens, limit, settings.chunk_overlap, sections
-                )
-                to_embed.extend((len(passages) + n, document.title) for n in range(len(doc_passages)))
-                passages.extend(doc_passages)
-            stored.append(
-                StoredDocument(
-                    document.id, document.title, document.source, document.content_hash,
-                    document.text, len(doc_passages), dict(document.metadata), document.path,
-                )
-            )
-
-        log.info("embedding %d of %d passages", len(to_embed), len(passages))
-        tick = progress(len(to_embed)) if progress else None
-        vectors, sentences = _embed(embedder, settings, passages, to_embed, reused, old, tick)
-        log.info("building the keyword index")
-        titles = {d.id: d.title for d in stored}
-        keyword = KeywordIndex.build([embedding_text(titles[p.doc_id], p) for p in passages])
-
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "model": settings.model,
-            "dimension": embedder.dimension,
-            "config": config,
-            "chunk": {"max_tokens": min(settings.chunk_tokens, embedder.max_tokens),
-                      "overlap_tokens": settings.chunk_overlap, "context": "title and section heading"},
-            "keyword": {"method": "bm25 (lucene)", "stemmer": "snowball english", "stopwords": "english (bm25s STOPWORDS_EN_PLUS)"},
-            "ann": _ann(settings, len(passages)),
-            "passage_count": len(passages),
-            "document_count": len(stored),
-            "documents": {
-                d.id: {"hash": d.hash, "passages": d.passages, "source": d.source, "path": d.path, "title": d.title}
-                for d in stored
-            },
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        path = store.write(manifest, stored, passages, vectors, keyword, sentences)
-        report.passages_embedded = len(to_embed)
-        report.passages = len(passages)
-        report.written = True
-        report.reason = reason
-        report.index_path = str(path)
-        report.seconds = time.perf_counter() - began
-        return report
+        _write(store, settings, embedder, to_write, report, progress)
+        store.delete(report.removed)
+    store.record_files({**files_read, **{path: None for path in files_gone}})
+    report.written = bool(to_write or report.removed or fresh)
+    if report.written:
+        store.checkpoint()
+    if fresh:
+        store.make_current()
+    report.documents, report.passages = store.db.counts()
+    report.index_path = str(store.folder)
 
 
-def _ann(settings: Settings, passages: int) -> dict[str, Any]:
-    return ann_spec(passages, settings.index_type, settings.hnsw_threshold, settings.hnsw_m, settings.hnsw_ef_search,
-                    settings.ivf_nprobe)
+def _open_or_create(root: Path, settings: Settings, force: bool, embedder: Embedder | None
+                    ) -> tuple[FaissStore, str, list[Document]]:
+    """The current store when it fits the settings; else a new one, with the API's documents to carry over."""
+    config = build_config(settings)
+    reason, old = "no previous index", None
+    folder = current_folder(root)
+    if folder is not None:
+        try:
+            old = FaissStore(folder, settings)
+        except StoreProblem as exc:
+            reason = f"previous index unreadable, rebuilding everything: {exc}"
+            log.warning(reason)
+    if old is not None and old.config == config and not force:
+        return old, "documents changed", []
+    carried: list[Document] = []
+    if old is not None:
+        reason = "forced full rebuild" if old.config == config else \
+            f"settings changed ({_config_change(old.config, config)}), re-embedding everything"
+        log.warning(reason)
+        carried = _api_documents(old)
+        old.close()
+    embedder = embedder or get_embedder(settings.model, settings.precision)
+    return FaissStore.create(root, settings, settings.model, embedder.dimension, config), reason, carried
 
 
-def _embed(
-    embedder: Embedder,
-    settings: Settings,
-    passages: list[Passage],
-    to_embed: list[tuple[int, str]],
-    reused: list[tuple[int, int]],
-    old: Any,
-    tick: Callable[[int], None] | None,
-) -> tuple[np.ndarray, SentenceTable]:
-    """Vectors for every passage (new ones embedded, unchanged ones copied) and their sentences' vectors."""
-    texts, spans = [], []
-    for position, title in to_embed:
-        passage = passages[position]
-        text = embedding_text(title, passage)
-        base = len(text) - len(passage.text)  # the passage text closes the embedding text
-        texts.append(text)
-        spans.append([(base + a, base + b) for a, b in sentence_spans(passage.text)])
-    fresh, fresh_sentences = embedder.encode_passages(texts, spans, settings.batch_size, tick)
-    vectors = np.zeros((len(passages), embedder.dimension), dtype=np.float32)
-    per_passage: list[tuple[np.ndarray, np.ndarray]] = [None] * len(passages)  # type: ignore[list-item]
-    for (position, _), vector, sentence_vectors, text, text_spans in zip(to_embed, fresh, fresh_sentences, texts, spans):
-        vectors[position] = vector
-        shift = passages[position].start - (len(text) - len(passages[position].text))
-        absolute = np.asarray(text_spans, dtype=np.int64).reshape(-1, 2) + shift
-        per_passage[position] = (absolute, sentence_vectors)
-    for position, old_position in reused:
-        vectors[position] = old.vectors[old_position]
-        per_passage[position] = old.sentences.of(old_position)
-    return vectors, SentenceTable.assemble(per_passage, embedder.dimension)
+def _api_documents(store: FaissStore) -> list[Document]:
+    """Documents sent through the API live only in the store: a rebuild must carry them over."""
+    found = []
+    for doc_id, (_, path) in store.fingerprints().items():
+        if not path:
+            stored = store.document(doc_id)
+            found.append(Document(stored.id, stored.title, stored.source, stored.text, stored.metadata, ""))
+    return found
 
 
-def _rows_by_doc(passages: list[Passage]) -> dict[str, list[int]]:
-    rows: dict[str, list[int]] = {}
-    for position, passage in enumerate(passages):
-        rows.setdefault(passage.doc_id, []).append(position)
-    return rows
+def _wanted(store: FaissStore, settings: Settings, documents: list[Document] | None, report: BuildReport,
+            fresh: bool) -> tuple[list[Document], dict[str, tuple[int, int]], list[str]]:
+    """(documents read, stats of the files read, corpus paths that are gone)."""
+    if documents is not None:
+        return list(documents), {}, []
+    known = {} if fresh else store.file_stats()
+    found, read, seen = [], {}, set()
+    ids: dict[str, str] = {}
+    for relative, path, stat in corpus_files(Path(settings.corpus_dir)):
+        seen.add(relative)
+        if known.get(relative) == stat:
+            continue  # unchanged since it was last read: not even opened
+        try:
+            if stat[0] > settings.max_document_mb * 2**20:
+                raise UnreadableDocument(f"{stat[0] / 2**20:.1f} MiB is over the {settings.max_document_mb} MiB limit "
+                                         "(KB_MAX_DOCUMENT_MB)")
+            documents_in_file = read_document(path, relative, settings.max_document_mb * 2**20)
+        except (UnreadableDocument, OSError) as exc:
+            log.warning("skipped %s: %s", path, exc)
+            report.skipped_files.append(relative)
+            continue
+        for document in documents_in_file:
+            if document.id in ids:  # two files give one id (a .jsonl's own ids): the later one is disambiguated
+                suffix = hashlib.sha1(relative.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+                document = Document(f"{document.id}-{suffix}", document.title,
+                                    document.source, document.text, document.metadata, document.path)
+            ids[document.id] = relative
+            found.append(document)
+        read[relative] = stat
+    gone = [path for path in known if path not in seen]
+    return found, read, gone
+
+
+def _write(store: FaissStore, settings: Settings, embedder: Embedder, documents: Sequence[Document],
+           report: BuildReport, progress: ProgressFactory | None) -> None:
+    """Chunk everything, then embed and store about COMMIT_BATCHES embedding batches per transaction."""
+    chunked = chunk_all(documents, embedder, settings)
+    total = sum(len(passages) for _, passages in chunked)
+    log.info("embedding %d passages of %d documents", total, len(documents))
+    tick = progress(total) if progress else None
+    batch: Chunked = []
+    size = 0
+    for item in [*chunked, None]:
+        if item is not None:
+            batch.append(item)
+            size += len(item[1])
+        if batch and (item is None or size >= COMMIT_BATCHES * settings.batch_size):
+            prepared: list[PreparedDocument] = embed_chunked(batch, embedder, settings, tick)
+            store.add(prepared)
+            report.passages_embedded += size
+            batch, size = [], 0
 
 
 def _config_change(old: Any, new: dict[str, Any]) -> str:

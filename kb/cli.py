@@ -36,11 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _guarded(action: Callable[[], int]) -> int:
     """Known failures print one sentence, not a traceback."""
     from kb.embed import ModelUnavailable
-    from kb.index import IndexProblem
+    from kb.store import StoreProblem
 
     try:
         return action()
-    except (IndexProblem, ModelUnavailable, FileNotFoundError, PermissionError) as exc:
+    except (StoreProblem, ModelUnavailable, FileNotFoundError, PermissionError) as exc:
         print(f"kb: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:
@@ -148,9 +148,13 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
 def _add(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from kb.library import DocumentError, Library
+    from kb.library import DocumentError
 
-    library, report = Library(settings), None
+    for raw in args.paths:  # a missing file is found before the model is loaded
+        if not Path(raw).is_file():
+            print(f"kb: {raw}: no such file", file=sys.stderr)
+            return EXIT_FAILED
+    library, report = _library(settings), None
     for raw in args.paths:
         try:
             added, report = library.add_path(Path(raw))
@@ -162,9 +166,14 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> int:
-    from kb.library import DocumentError, Library
+    from kb.faiss_store import current_folder
+    from kb.library import DocumentError
 
-    library, report = Library(settings), None
+    if current_folder(settings.index_dir) is None:
+        print(f"kb: no document with id {args.doc_ids[0]!r} (there is no index in {settings.index_dir}/ yet)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    library, report = _library(settings), None
     for doc_id in args.doc_ids:
         try:
             report = library.remove(doc_id)
@@ -173,6 +182,20 @@ def _remove(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_FAILED
         print(f"removed {doc_id}", file=sys.stderr)
     return _report(report, args.json)
+
+
+def _library(settings: Settings):
+    """A Library on the current store (created empty when there is none yet)."""
+    from kb.build import build_index
+    from kb.embed import get_embedder
+    from kb.faiss_store import current_folder, open_current
+    from kb.library import Library
+
+    embedder = get_embedder(settings.model, settings.precision)
+    if current_folder(settings.index_dir) is None:
+        build_index(settings, embedder=embedder)
+    store = open_current(settings, expected_model=settings.model)
+    return Library(settings, embedder, store=lambda: store)
 
 
 def _report(report, as_json: bool, ids: bool = False) -> int:
@@ -186,19 +209,19 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from kb.embed import get_embedder
-    from kb.index import IndexStore
+    from kb.faiss_store import open_current
     from kb.search import Searcher
 
-    index = IndexStore(settings.index_dir).load(expected_model=settings.model)
+    store = open_current(settings, expected_model=settings.model)
     embedder = get_embedder(settings.model, settings.precision)
-    searcher = Searcher(index, embedder, settings)
+    searcher = Searcher(store, embedder, settings)
     began = time.perf_counter()
     answer = searcher.answer(args.query, args.k, args.mode)
     took_ms = (time.perf_counter() - began) * 1000
     if args.json:
         print(json.dumps(answer.to_json(args.k, took_ms), ensure_ascii=False))
         return 0
-    if not index.passages:
+    if not store.snapshot().counts()[1]:
         print("The knowledge base is empty: put documents in the corpus folder and run `kb build`, "
               "or add one with `kb add FILE`.")
         return 0
@@ -209,7 +232,7 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         marked = hit.highlights[0] if hit.highlights else None
         print(f"   {hit.text}")
         if marked:
-            print(f"   > {searcher.index.documents[hit.doc_id].text[marked['start']:marked['end']]}")
+            print(f"   > {hit.text[marked['start'] - hit.start:marked['end'] - hit.start]}")
         print()
     return 0
 
@@ -225,14 +248,14 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     if not modes or set(modes) - set(MODES):
         print(f"kb: --modes takes a comma-separated list of {', '.join(MODES)}", file=sys.stderr)
         return EXIT_USAGE
-    embedder = get_embedder(settings.model, settings.precision)
     path = Path(args.dataset)
     if path.suffix == ".jsonl":
-        from kb.index import IndexStore
+        from kb.faiss_store import open_current
         from kb.questions import load_questions
 
-        index = IndexStore(settings.index_dir).load(expected_model=settings.model)
-        results, calibration = evaluate_questions(load_questions(path), index, embedder, settings, modes)
+        store = open_current(settings, expected_model=settings.model)  # before the model: a missing index is quick
+        embedder = get_embedder(settings.model, settings.precision)
+        results, calibration = evaluate_questions(load_questions(path), store, embedder, settings, modes)
         if args.json:
             print(json.dumps({"dataset": str(path), "results": results, "calibration": vars(calibration)}))
         else:
@@ -246,6 +269,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from kb.datasets import load_collection
 
     collection = load_collection(path)
+    embedder = get_embedder(settings.model, settings.precision)
     with _ProgressBars() as progress:
         results = evaluate_collection(collection, settings, embedder, modes, progress=progress)
     if args.json:
@@ -263,14 +287,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from kb.build import build_index
     from kb.embed import get_embedder
-    from kb.index import IndexUnwritable
+    from kb.store import StoreUnwritable
     from web.app import create_app
 
     def bring_in_line() -> None:
         """Finish whatever a crash left half done (documents on disk but not yet indexed)."""
         try:
             report = build_index(settings)
-        except IndexUnwritable as exc:  # the last good index still serves
+        except StoreUnwritable as exc:  # the last good index still serves
             print(f"kb: {exc}; serving the last good index", file=sys.stderr, flush=True)
             return
         if report.written:

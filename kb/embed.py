@@ -58,6 +58,48 @@ def resolve_precision(precision: str) -> str:
     return "bfloat16" if fast else "float32"
 
 
+class ModelLock:
+    """One forward pass at a time, and queries first: a waiting query goes before the next slice of a write.
+
+    A long upload is embedded a slice at a time (see ``encode_passages``), so a query waits for
+    at most one slice, never for the whole upload.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._queries_waiting = 0
+
+    @contextlib.contextmanager
+    def query(self):
+        with self._cond:
+            self._queries_waiting += 1
+            while self._busy:
+                self._cond.wait()
+            self._queries_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    @contextlib.contextmanager
+    def bulk(self):
+        with self._cond:
+            while self._busy or self._queries_waiting:
+                self._cond.wait()
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+
 class Embedder:
     """Turns texts into unit-length vectors; also counts the model's word pieces.
 
@@ -85,7 +127,7 @@ class Embedder:
         dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension = int(dim())
         self.max_seq_length = int(self.model.max_seq_length)
-        self._lock = threading.Lock()
+        self._lock = ModelLock()
         self._cache_lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.batcher = MicroBatcher(lambda texts: self.encode(texts, batch_size=len(texts)))
@@ -126,7 +168,7 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        with self._lock, self._arithmetic(len(texts)):  # torch already uses every core; concurrent encodes only thrash
+        with self._lock.query(), self._arithmetic(len(texts)):  # torch already uses every core; concurrent encodes only thrash
             for begin in range(0, len(texts), batch_size):
                 idx = order[begin : begin + batch_size]
                 vectors = self.model.encode(
@@ -147,21 +189,24 @@ class Embedder:
         spans: Sequence[Sequence[tuple[int, int]]],
         batch_size: int = 32,
         progress: Callable[[int], None] | None = None,
+        slice_size: int | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Passage vectors, and a vector for each character span of each text, from one forward pass.
 
         The span vectors are "late chunked": the mean of the passage's contextual token
         embeddings that fall inside the span, so a sentence is read in its passage's context
-        and highlighting at query time is a dot product, not another model call.
+        and highlighting at query time is a dot product, not another model call. The model is
+        held one batch (or ``slice_size`` texts) at a time, and queries waiting go first.
         """
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         span_vectors: list[np.ndarray] = [np.zeros((0, self.dimension), dtype=np.float32)] * len(texts)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        with self._lock, self._arithmetic(len(texts)):
-            for begin in range(0, len(texts), batch_size):
-                idx = order[begin : begin + batch_size]
+        step = min(batch_size, slice_size or batch_size)
+        for begin in range(0, len(texts), step):
+            idx = order[begin : begin + step]
+            with self._lock.bulk(), self._arithmetic(len(idx)):
                 outputs = self.model.encode(
-                    [texts[i] for i in idx], batch_size=batch_size, output_value=None, show_progress_bar=False
+                    [texts[i] for i in idx], batch_size=step, output_value=None, show_progress_bar=False
                 )
                 for i, output in zip(idx, outputs):
                     vector = output["sentence_embedding"].float().numpy()

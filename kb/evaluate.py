@@ -18,7 +18,8 @@ import pytrec_eval
 from kb.build import ProgressFactory, build_index
 from kb.datasets import Collection
 from kb.embed import Embedder
-from kb.index import Index, IndexStore
+from kb.faiss_store import open_current
+from kb.store import Store
 from kb.questions import Question, first_hit_rank
 from kb.search import Searcher
 from kb.settings import MODES, Settings
@@ -51,10 +52,15 @@ def evaluate_collection(
     """
     eval_settings = settings.with_(index_dir=settings.index_dir / "eval" / collection.name)
     build_index(eval_settings, embedder=embedder, documents=collection.documents, progress=progress)
-    index = IndexStore(eval_settings.index_dir).load(expected_model=settings.model)
+    return score_store(collection, open_current(eval_settings, expected_model=settings.model), embedder, settings, modes)
+
+
+def score_store(collection: Collection, store: Store, embedder: Embedder, settings: Settings,
+                modes: Sequence[str] = MODES) -> dict[str, dict[str, float]]:
+    """Each mode's measures on the collection's judged queries, over a store that holds its documents."""
     results = {}
     queries = {q: text for q, text in collection.queries.items() if collection.qrels.get(q)}
-    searcher = Searcher(index, embedder, settings)
+    searcher = Searcher(store, embedder, settings)
     for mode in modes:
         run: dict[str, list[str]] = {}
         began = time.perf_counter()
@@ -94,9 +100,9 @@ def calibrate(on_topic: Sequence[float], off_topic: Sequence[float]) -> Calibrat
 
 
 def evaluate_questions(
-    questions: Sequence[Question], index: Index, embedder: Embedder, settings: Settings, modes: Sequence[str] = MODES
+    questions: Sequence[Question], store: Store, embedder: Embedder, settings: Settings, modes: Sequence[str] = MODES
 ) -> tuple[dict[str, dict[str, float]], Calibration]:
-    searcher = Searcher(index, embedder, settings)
+    searcher = Searcher(store, embedder, settings)
     answerable = [q for q in questions if q.evidence]
     results = {}
     for mode in modes:

@@ -9,23 +9,21 @@ from __future__ import annotations
 import numpy as np
 
 from kb.hit import Hit
-from kb.index import SentenceTable
 from kb.keyword import term_spans
+from kb.store import PassageRecord
 
 NEAR_BEST = 0.05  # a second sentence is marked when its similarity is this close to the best one
 MAX_MARKED = 2
 
 
-def annotate(
-    hits: list[Hit], positions: list[int], sentences: SentenceTable, query_vector: np.ndarray, query_terms: set[str]
-) -> None:
+def annotate(hits: list[Hit], records: list[PassageRecord], query_vector: np.ndarray, query_terms: set[str]) -> None:
     """Fill each hit's ``highlights`` (absolute sentence spans) and ``terms`` (absolute word spans).
 
     Only a confident hit gets answering sentences marked: a passage that does not answer the
     question should not look as if part of it does.
     """
-    for hit, position in zip(hits, positions):
-        spans, vectors = sentences.of(position)
+    for hit, record in zip(hits, records):
+        spans, vectors = record.sentence_spans, record.sentence_vectors
         if len(spans) and hit.confident:
             similarity = vectors @ query_vector
             best = float(similarity.max())

@@ -26,7 +26,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"  # and no ".." (see valid_id)
 _VALID_ID = re.compile(ID_PATTERN)
 
 __all__ = ["Document", "UnreadableDocument", "read_corpus", "read_document", "documents_from", "valid_id",
-           "doc_id_for", "slug", "content_hash"]
+           "doc_id_for", "slug", "content_hash", "corpus_files"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,19 @@ def read_corpus(corpus_dir: Path, skipped: list[str] | None = None, max_bytes: i
             seen[document.id] = path
             documents.append(document)
     return documents
+
+
+def corpus_files(corpus_dir: Path) -> Iterator[tuple[str, Path, tuple[int, int]]]:
+    """(relative path, path, (size, mtime_ns)) of every supported file under corpus_dir, by path."""
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.is_dir():
+        raise FileNotFoundError(f"corpus folder {corpus_dir} does not exist (set KB_CORPUS_DIR)")
+    for path in _iter_files(corpus_dir):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # gone since it was listed
+        yield path.relative_to(corpus_dir).as_posix(), path, (stat.st_size, stat.st_mtime_ns)
 
 
 def _iter_files(corpus_dir: Path) -> Iterator[Path]:

@@ -1,43 +1,63 @@
-"""Adding and removing documents while kb runs: stored durably first, then indexed.
+"""Adding and removing documents while kb runs: each write costs its own documents, not the corpus.
 
-A document given to kb (by `kb add`, or the API) is written into the corpus folder, flushed
-to disk, and only then indexed; the write is acknowledged after the new index is in place.
-If kb stops in between, the document is on disk and the next `kb build` or `kb serve`
-(which builds before serving) indexes it: nothing acknowledged is lost.
+A write reads, chunks and embeds only its documents, then stores them in one transaction of the
+store, which is durable when it returns: the write is acknowledged after that, and searches see
+it at once. Concurrent writes are grouped: whoever finds the writer free takes every write
+waiting at that moment and stores them in one update (as queries are micro-batched), so four
+writing clients do not serialize into four updates. While a write embeds, queries go first
+(the model is held one small slice of passages at a time).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from kb.build import BuildReport, build_index
+from kb.build import BuildReport
 from kb.files import remove_durably, write_atomically
-from kb.index import IndexStore, IndexUnwritable
-from kb.ingest import documents_from, slug, valid_id
+from kb.ingest import Document, documents_from, slug, valid_id
+from kb.prepare import prepare
 from kb.readers import UnreadableDocument, parse_record, reader_for
 from kb.settings import Settings
+from kb.store import Store, StoreUnwritable
 
-API_FOLDER = "api"  # corpus/api/<id>.jsonl: documents sent as JSON
-UPLOAD_FOLDER = "uploads"  # corpus/uploads/<name>: files sent by upload or `kb add`
+UPLOAD_FOLDER = "uploads"  # `kb add` copies files into corpus/uploads/
+WRITE_SLICE = 8  # passages embedded per hold of the model while a server writes (queries pass between slices)
+MAX_NAME_BYTES = 255  # what Linux file systems allow in one name
 
 
 class DocumentError(ValueError):
-    """A document kb will not take; ``status`` is the HTTP status that fits."""
+    """A document kb will not take: a machine-readable ``code`` and a sentence for people.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    What a code means to HTTP is the web layer's business (web/documents.py), not the library's.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.code, self.message = code, message
+
+
+class _Pending:
+    __slots__ = ("documents", "report", "error", "done")
+
+    def __init__(self, documents: list[Document]) -> None:
+        self.documents = documents
+        self.report: BuildReport | None = None
+        self.error: BaseException | None = None
+        self.done = False
 
 
 class Library:
-    def __init__(self, settings: Settings, embedder: Any = None, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Any, store: Callable[[], Store]) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.on_change = on_change
-        self._lock = threading.Lock()
+        self._store = store  # the current store (a server's follows full rebuilds)
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._writing = False
+        self.groups = 0  # store updates made, and writes they carried (for tests and benchmarks)
+        self.writes = 0
 
     @property
     def corpus(self) -> Path:
@@ -48,115 +68,157 @@ class Library:
         try:
             parsed = parse_record(record, "the document")
         except UnreadableDocument as exc:
-            raise DocumentError(400, "invalid_document", str(exc)) from None
+            raise DocumentError("invalid_document", str(exc)) from None
         doc_id = parsed.id or _new_id(parsed.title)
         if not valid_id(doc_id):
-            raise DocumentError(400, "invalid_id", f"document id {doc_id[:80]!r} may hold only letters, digits, '.', '_' and '-'")
-        row = {"id": doc_id, "title": parsed.title, "text": parsed.text}
+            raise DocumentError("invalid_id", f"document id {doc_id[:80]!r} may hold only letters, digits, '.', '_' and '-'")
+        existing = self._store().fingerprints([doc_id]).get(doc_id)
+        if existing and existing[1]:
+            raise DocumentError("id_taken", f"id {doc_id!r} belongs to the corpus file {existing[1]}; "
+                                "change that file, or choose another id")
         metadata = dict(parsed.metadata)
-        for key in ("source", "date"):
-            if key in metadata:
-                row[key] = metadata.pop(key)
-        if metadata:
-            row["metadata"] = metadata
-        data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-        path = self.corpus / API_FOLDER / f"{doc_id}.jsonl"
-        with self._lock:
-            self._check_not_elsewhere(doc_id, path)
-            _store(write_atomically, path, data)
-            report = self._reindex()
+        source = str(metadata.get("source") or f"api/{doc_id}")
+        document = Document(doc_id, parsed.title, source, parsed.text, metadata, "")
+        report = self._submit([document])
         return self.describe(doc_id), report
 
     def add_file(self, name: str, data: bytes) -> tuple[list[dict], BuildReport]:
-        """A file of a supported type; it is read before it is stored, so a bad file changes nothing."""
-        safe = check_file_name(name)
-        reader = reader_for(safe)
-        if reader is None:
-            raise DocumentError(415, "unsupported_type", f"kb cannot read {Path(safe).suffix or 'files without a type'}; "
-                                "send .txt, .md, .html, .pdf or .jsonl")
-        relative = f"{UPLOAD_FOLDER}/{safe}"
-        try:
-            documents = documents_from(reader(data), relative, self.settings.max_upload_mb * 2**20)
-        except UnreadableDocument as exc:
-            raise DocumentError(422, "unreadable_document", f"{safe}: {exc}") from None
-        with self._lock:
-            for document in documents:
-                self._check_not_elsewhere(document.id, self.corpus / relative)
-            _store(write_atomically, self.corpus / relative, data)
-            report = self._reindex()
+        """A file of a supported type (an upload); it is read before anything is stored."""
+        documents = self._read_upload(name, data)
+        report = self._submit([Document(d.id, d.title, d.source, d.text, d.metadata, "") for d in documents])
         return [self.describe(d.id) for d in documents], report
 
     def add_path(self, source: Path) -> tuple[list[dict], BuildReport]:
-        """`kb add`: copy a file into the corpus's uploads folder and index it."""
-        return self.add_file(source.name, Path(source).read_bytes())
+        """`kb add`: copy a file into the corpus's uploads folder, durably, and index it as a corpus file."""
+        data = Path(source).read_bytes()
+        documents = self._read_upload(source.name, data)
+        target = self.corpus / UPLOAD_FOLDER / source.name
+        _store(write_atomically, target, data)
+        report = self._submit(documents)
+        stat = target.stat()
+        self._store().record_files({f"{UPLOAD_FOLDER}/{source.name}": (stat.st_size, stat.st_mtime_ns)})
+        return [self.describe(d.id) for d in documents], report
+
+    def _read_upload(self, name: str, data: bytes) -> list[Document]:
+        safe = check_file_name(name)
+        reader = reader_for(safe)
+        if reader is None:
+            raise DocumentError("unsupported_type", f"kb cannot read {Path(safe).suffix or 'files without a type'}; "
+                                "send .txt, .md, .html, .pdf or .jsonl")
+        try:
+            return documents_from(reader(data), f"{UPLOAD_FOLDER}/{safe}", self.settings.max_upload_mb * 2**20)
+        except UnreadableDocument as exc:
+            raise DocumentError("unreadable_document", f"{safe}: {exc}") from None
 
     def remove(self, doc_id: str) -> BuildReport:
-        """Delete the document's file from the corpus, then drop it from the index."""
-        with self._lock:
-            documents = self._manifest_documents()
-            stored = documents.get(doc_id)
-            if stored is None:
-                raise DocumentError(404, "not_found", f"no document with id {doc_id!r}")
-            if not stored.get("path"):
-                raise DocumentError(409, "not_removable", f"document {doc_id!r} has no file in the corpus to remove")
-            siblings = [other for other, d in documents.items() if d.get("path") == stored["path"] and other != doc_id]
+        """Delete a document; one from a corpus file loses its file too (else `kb build` would bring it back)."""
+        store = self._store()
+        stored = store.document(doc_id)
+        if stored is None:
+            raise DocumentError("not_found", f"no document with id {doc_id!r}")
+        if stored.path:
+            siblings = [other for other, (_, path) in store.fingerprints().items()
+                        if path == stored.path and other != doc_id]
             if siblings:
-                raise DocumentError(409, "shared_file", f"document {doc_id!r} comes from {stored['path']} with "
+                raise DocumentError("shared_file", f"document {doc_id!r} comes from {stored.path} with "
                                     f"{len(siblings)} other document(s); edit that file instead")
-            path = self.corpus / stored["path"]
+            path = self.corpus / stored.path
             if path.exists():
                 _store(remove_durably, path)
-            return self._reindex()
-
-    def describe(self, doc_id: str) -> dict:
-        """What the index holds for a document: id, title, source, path, passage count."""
-        entry = self._manifest_documents().get(doc_id, {})
-        return {"id": doc_id, **{k: entry.get(k) for k in ("title", "source", "path", "passages")}}
-
-    def _check_not_elsewhere(self, doc_id: str, target: Path) -> None:
-        stored = self._manifest_documents().get(doc_id)
-        expected = target.relative_to(self.corpus).as_posix()
-        if stored and stored.get("path") and stored["path"] != expected:
-            raise DocumentError(409, "id_taken", f"id {doc_id!r} belongs to {stored['path']}; choose another id")
-
-    def _reindex(self) -> BuildReport:
         try:
-            report = build_index(self.settings, embedder=self.embedder)
-        except IndexUnwritable as exc:
-            raise DocumentError(507, "index_unwritable", f"the corpus is updated but the index is not: {exc}") from None
-        if self.on_change:
-            self.on_change()
+            store.delete([doc_id])
+            if stored.path:
+                store.record_files({stored.path: None})
+        except StoreUnwritable as exc:
+            raise DocumentError("index_unwritable", f"the document is not deleted: {exc}") from None
+        report = BuildReport(removed=[doc_id], written=True, reason="document deleted")
+        report.documents, report.passages = store.snapshot().counts()
         return report
 
-    def _manifest_documents(self) -> dict[str, dict]:
-        manifest = IndexStore(self.settings.index_dir).read_manifest() or {}
-        return manifest.get("documents", {})
+    def describe(self, doc_id: str) -> dict:
+        """What the store holds for a document: id, title, source, path, passage count."""
+        document = self._store().document(doc_id)
+        return {"id": doc_id, **{k: getattr(document, k, None) for k in ("title", "source", "path", "passages")}}
 
+    # ---- grouped writes -------------------------------------------------------------------
 
-def _store(action, *args) -> None:
-    """A corpus write; a full or read-only disk is a 507 that changed nothing (the write is atomic)."""
-    try:
-        action(*args)
-    except OSError as exc:
-        raise DocumentError(507, "storage_unwritable",
-                            f"could not store the document ({exc.strerror or exc}); nothing was changed") from None
+    def _submit(self, documents: list[Document]) -> BuildReport:
+        pending = _Pending(documents)
+        with self._cond:
+            self._queue.append(pending)
+            while not pending.done:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                group, self._queue = self._queue, []
+                self._writing = True
+                self._cond.release()
+                try:
+                    self._write_group(group)
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    self._cond.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.report is not None
+        return pending.report
 
-
-MAX_NAME_BYTES = 255  # what Linux file systems allow in one name
+    def _write_group(self, group: list[_Pending]) -> None:
+        store = self._store()
+        try:
+            latest: dict[str, Document] = {}  # the last write of an id in the group wins, whole
+            for pending in group:
+                for document in pending.documents:
+                    latest[document.id] = document
+            known = store.fingerprints(list(latest))
+            fresh = [d for d in latest.values() if known.get(d.id) != (d.content_hash, d.path)]
+            prepared = prepare(fresh, self.embedder, self.settings, slice_size=WRITE_SLICE)
+            store.add(prepared)
+            embedded = {p.document.id: len(p.passages) for p in prepared}
+            documents, passages = store.snapshot().counts()
+            self.groups += 1
+            self.writes += len(group)
+        except StoreUnwritable as exc:
+            for pending in group:
+                pending.error, pending.done = DocumentError("storage_unwritable", str(exc)), True
+            return
+        except BaseException as exc:  # every waiting writer gets the error, not a hang
+            for pending in group:
+                pending.error, pending.done = exc, True
+            return
+        for pending in group:
+            report = BuildReport(written=True, reason="documents written", documents=documents, passages=passages)
+            for document in pending.documents:
+                if document.id in embedded:
+                    (report.changed if document.id in known else report.added).append(document.id)
+                    report.passages_embedded += embedded[document.id]
+                else:
+                    report.unchanged.append(document.id)
+            pending.report, pending.done = report, True
 
 
 def check_file_name(name: str) -> str:
     """The plain file name of an upload, or a DocumentError (400) that names what is wrong with it."""
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise DocumentError(400, "invalid_name", f"file name {name[:80]!r} holds a NUL or another control character")
+        raise DocumentError("invalid_name", f"file name {name[:80]!r} holds a NUL or another control character")
     size = len(name.encode("utf-8", "surrogatepass"))
     if size > MAX_NAME_BYTES:
-        raise DocumentError(400, "name_too_long",
+        raise DocumentError("name_too_long",
                             f"file name is {size} bytes long; the limit is {MAX_NAME_BYTES} bytes (UTF-8)")
     safe = Path(name).name
     if not safe or safe.startswith(".") or safe != name.replace("\\", "/").split("/")[-1]:
-        raise DocumentError(400, "invalid_name", f"file name {name[:80]!r} must be a plain name without folders")
+        raise DocumentError("invalid_name", f"file name {name[:80]!r} must be a plain name without folders")
     return safe
+
+
+def _store(action, *args) -> None:
+    """A corpus file write; a full or read-only disk is a 507 that changed nothing (the write is atomic)."""
+    try:
+        action(*args)
+    except OSError as exc:
+        raise DocumentError("storage_unwritable",
+                            f"could not store the document ({exc.strerror or exc}); nothing was changed") from None
 
 
 def _new_id(title: str) -> str:

@@ -1,4 +1,11 @@
-"""Serve from the newest good build: pick up a new index when `current` moves, keep the old one if it is bad."""
+"""Serve from the current store: follow writes as they are logged, and a full rebuild when `current` moves.
+
+Writes into the store (by this process or any other) reach searches through the store's own
+change log (kb/faiss_store.py). Only a full rebuild (`kb build --force`, or new model or chunk
+settings) makes a new store folder; at most every ``check_every`` seconds a request looks at
+where `current` points (one readlink), and a new store that fails to open is logged and
+skipped while the previous one keeps answering.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import time
 from pathlib import Path
 
 from kb.embed import Embedder
-from kb.index import IndexStore
+from kb.faiss_store import current_folder, open_current
 from kb.search import Searcher
 from kb.settings import Settings
 
@@ -16,53 +23,47 @@ log = logging.getLogger(__name__)
 
 
 class LiveSearcher:
-    """A Searcher that follows the index folder's `current` build.
-
-    At most every ``check_every`` seconds a request looks at where `current` points (one
-    readlink); when it moved, the new build is loaded and swapped in whole. A build that
-    fails to load is logged and skipped; the previous one keeps answering.
-    """
-
-    def __init__(self, store: IndexStore, embedder: Embedder, settings: Settings | None = None,
-                 check_every: float = 1.0) -> None:
-        self.store = store
+    def __init__(self, embedder: Embedder, settings: Settings, check_every: float = 1.0) -> None:
         self.embedder = embedder
-        self.settings = settings or Settings.from_env()
+        self.settings = settings
         self.check_every = check_every
         self._lock = threading.Lock()
-        self._searcher = self._make(store.load(expected_model=embedder.name))
-        self._path: Path | None = self._searcher.index.path
+        store = open_current(settings, expected_model=embedder.name)
+        self._searcher = Searcher(store, embedder, settings)
+        self._path: Path | None = store.folder
         self._rejected: Path | None = None
         self._checked = time.monotonic()
+
+    @property
+    def store(self):
+        return self._searcher.store
 
     def current(self) -> Searcher:
         now = time.monotonic()
         if now - self._checked >= self.check_every and self._lock.acquire(blocking=False):
             try:
                 self._checked = now
-                self._maybe_reload()
+                self._maybe_reopen()
             finally:
                 self._lock.release()
         return self._searcher
 
     def refresh(self) -> None:
-        """Look for a new build now (after a write this process made), not at the next timed check."""
+        """Look for a new store now (after a rebuild this process made), not at the next timed check."""
         with self._lock:
             self._checked = time.monotonic()
-            self._maybe_reload()
+            self._maybe_reopen()
 
-    def _maybe_reload(self) -> None:
-        path = self.store.current_path()
+    def _maybe_reopen(self) -> None:
+        path = current_folder(self.settings.index_dir)
         if path is None or path == self._path or path == self._rejected:
             return
         try:
-            searcher = self._make(self.store.load(expected_model=self.embedder.name))
-        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the new build, keep serving the old one
+            searcher = Searcher(open_current(self.settings, expected_model=self.embedder.name), self.embedder,
+                                self.settings)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the new store, keep serving the old one
             self._rejected = path
             log.error("kept serving %s; the new index %s did not load: %s", self._path, path, exc)
             return
         self._searcher, self._path = searcher, path
-        log.info("now serving %s (%d passages)", path, len(searcher.index.passages))
-
-    def _make(self, index) -> Searcher:
-        return Searcher(index, self.embedder, self.settings)
+        log.info("now serving %s", path)

@@ -18,10 +18,10 @@ from kb.embed import Embedder
 from kb.filters import Filters
 from kb.highlight import annotate
 from kb.hit import Hit
-from kb.index import Index
 from kb.keyword import terms
 from kb.readers import valid_page_starts
 from kb.settings import Settings
+from kb.store import Candidates, PassageRecord, Snapshot, Store
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 50
@@ -48,20 +48,17 @@ class Answer:
 
 
 class Searcher:
-    def __init__(self, index: Index, embedder: Embedder, settings: Settings | None = None) -> None:
-        if index.model != embedder.name:
-            raise ValueError(f"index built with {index.model!r}, embedder is {embedder.name!r}")
-        self.index = index
+    """The query pipeline over any store; every answer comes from one snapshot of it."""
+
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings | None = None) -> None:
+        if store.model != embedder.name:
+            raise ValueError(f"index built with {store.model!r}, embedder is {embedder.name!r}")
+        self.store = store
         self.embedder = embedder
         self.settings = settings or Settings.from_env(environ={})
-        if hasattr(index.faiss_index, "hnsw"):
-            index.faiss_index.hnsw.efSearch = self.settings.hnsw_ef_search  # KB_HNSW_EF_SEARCH overrides the manifest
-        if hasattr(index.faiss_index, "nprobe"):
-            index.faiss_index.nprobe = self.settings.ivf_nprobe  # and KB_IVF_NPROBE
-        # Answers for this index only: a new build gets a new Searcher, so the cache never serves stale results.
+        # Answers keyed by the store's version too: a write makes every cached answer stale at once.
         self._answers: OrderedDict[tuple, Answer] = OrderedDict()
         self._answers_lock = threading.Lock()
-        self._positions: dict[str, np.ndarray] | None = None  # passage positions per document, built on first filter
 
     def search(self, query: str, k: int = DEFAULT_K, mode: str | None = None) -> list[Hit]:
         return self.answer(query, k, mode).hits
@@ -71,94 +68,64 @@ class Searcher:
         filters: Filters = Filters(),
     ) -> Answer:
         mode = mode or self.settings.search_mode
-        key = (query, k, mode, highlights, filters)
-        with self._answers_lock:
-            cached = self._answers.get(key)
-            if cached is not None:
-                self._answers.move_to_end(key)
-                return cached
-        answer = self._answer(query, k, mode, highlights, filters)
+        with self.store.snapshot() as snapshot:
+            key = (snapshot.version, query, k, mode, highlights, filters)
+            with self._answers_lock:
+                cached = self._answers.get(key)
+                if cached is not None:
+                    self._answers.move_to_end(key)
+                    return cached
+            answer = self._answer(snapshot, query, k, mode, highlights, filters)
         with self._answers_lock:
             self._answers[key] = answer
             if len(self._answers) > ANSWER_CACHE_SIZE:
                 self._answers.popitem(last=False)
         return answer
 
-    def _answer(self, query: str, k: int, mode: str, highlights: bool, filters: Filters) -> Answer:
+    def _answer(self, snapshot: Snapshot, query: str, k: int, mode: str, highlights: bool, filters: Filters) -> Answer:
         query_vector = self.embedder.encode_query(query)
         query_terms = terms(query)
-        allowed = self._allowed(filters) if filters else None
-        positions, scores = self._rank(query_vector, query_terms, k, mode, allowed)
-        hits = [self._hit(rank, p, scores, mode) for rank, p in enumerate(positions, 1)]
+        candidates = snapshot.candidates(query_vector, query_terms, max(k, self.settings.candidates),
+                                         dense=mode in ("dense", "hybrid"), keyword=mode in ("keyword", "hybrid"),
+                                         filters=filters)
+        order, fused = self._rank(query_vector, candidates, mode)
+        # A few spare: a passage deleted since the candidates were found is simply not returned.
+        records = snapshot.records(candidates.keys[order[: k + 8]].tolist())[:k]
+        position = {int(key): i for i, key in enumerate(candidates.keys)}
+        dense_ranks, keyword_ranks = _ranks(candidates.dense), _ranks(candidates.keyword)
+        hits = []
+        for rank, record in enumerate(records, 1):
+            i = position[record.key]
+            hits.append(self._hit(rank, record, {
+                "dense": float(candidates.dense[i]), "keyword": float(candidates.keyword[i]), "fused": float(fused[i]),
+                "rank_dense": int(dense_ranks[i]),
+                "rank_keyword": int(keyword_ranks[i]) if candidates.keyword[i] > 0 else None,
+            }))
         threshold = self.settings.confidence_threshold
         for hit in hits:
             hit.confident = hit.scores["dense"] >= threshold
         if highlights:
-            annotate(hits, positions, self.index.sentences, query_vector, set(query_terms))
+            annotate(hits, records, query_vector, set(query_terms))
         return Answer(query, mode, hits, any(h.confident for h in hits), filters)
 
-    def _allowed(self, filters: Filters) -> np.ndarray:
-        """Positions of the passages whose documents pass the filters."""
-        if self._positions is None:
-            by_doc: dict[str, list[int]] = {}
-            for position, passage in enumerate(self.index.passages):
-                by_doc.setdefault(passage.doc_id, []).append(position)
-            self._positions = {doc_id: np.asarray(rows, dtype=np.int64) for doc_id, rows in by_doc.items()}
-        keep = [self._positions[d.id] for d in self.index.documents.values()
-                if d.id in self._positions and filters.matches(d.id, d.source, d.metadata)]
-        return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
-
-    def _rank(self, query_vector: np.ndarray, query_terms: list[str], k: int, mode: str,
-              allowed: np.ndarray | None = None):
-        index = self.index
-        depth = max(k, self.settings.candidates)
-        candidates: dict[int, None] = {}
-        if mode in ("dense", "hybrid"):
-            if allowed is None:
-                candidates.update((p, None) for p, _ in index.search(query_vector, depth))
-            else:  # exact search over the passages that pass the filters: k results whenever k exist
-                subset = np.asarray(index.vectors[allowed]) @ query_vector
-                candidates.update((int(allowed[i]), None) for i in _top(subset, depth))
-        keyword_all = index.keyword.scores(query_terms)
-        if allowed is not None:
-            masked = np.zeros_like(keyword_all)
-            masked[allowed] = keyword_all[allowed]
-            keyword_all = masked
-        if mode in ("keyword", "hybrid"):
-            for p in _top(keyword_all, depth):
-                if keyword_all[p] > 0:
-                    candidates[int(p)] = None
-        if not candidates:
-            return [], {}
-        pool = np.fromiter(candidates, dtype=np.int64)
-        pool_vectors = np.asarray(index.vectors[pool], dtype=np.float32)
-        dense = pool_vectors @ query_vector
-        keyword = keyword_all[pool]
+    def _rank(self, query_vector: np.ndarray, candidates: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:
+        """Pool positions best first, and the score each is ordered by."""
+        dense, keyword = candidates.dense, candidates.keyword
+        if not len(dense):
+            return np.zeros(0, dtype=np.int64), dense
         if mode == "dense":
             fused = dense
         elif mode == "keyword":
             fused = keyword
         else:
             fused = self._fuse(dense, keyword)
-            if self.settings.feedback > 0 and len(pool) > self.settings.feedback:
+            if self.settings.feedback > 0 and len(dense) > self.settings.feedback:
                 # Pseudo-relevance feedback: move the query towards the best fused passages, re-score the pool.
                 top = np.argsort(-fused, kind="stable")[: self.settings.feedback]
-                expanded = query_vector + self.settings.feedback_weight * pool_vectors[top].mean(axis=0)
+                expanded = query_vector + self.settings.feedback_weight * candidates.vectors[top].mean(axis=0)
                 expanded /= np.linalg.norm(expanded) or 1.0
-                fused = self._fuse(pool_vectors @ expanded, keyword)
-        order = np.lexsort((-dense, -fused))[:k]  # ties broken by the dense score
-        dense_ranks, keyword_ranks = _ranks(dense), _ranks(keyword)
-        scores = {
-            int(pool[i]): {
-                "dense": float(dense[i]),
-                "keyword": float(keyword[i]),
-                "fused": float(fused[i]),
-                "rank_dense": int(dense_ranks[i]),
-                "rank_keyword": int(keyword_ranks[i]) if keyword[i] > 0 else None,
-            }
-            for i in order
-        }
-        return [int(pool[i]) for i in order], scores
+                fused = self._fuse(candidates.vectors @ expanded, keyword)
+        return np.lexsort((-dense, -fused)), fused  # ties broken by the dense score
 
     def _fuse(self, dense: np.ndarray, keyword: np.ndarray) -> np.ndarray:
         fusion, weight = self.settings.fusion, self.settings.hybrid_weight
@@ -167,27 +134,24 @@ class Searcher:
         normalize = _zscore if fusion == "zscore" else _minmax
         return weight * normalize(dense) + (1 - weight) * normalize(keyword)
 
-    def _hit(self, rank: int, position: int, scores: dict[int, dict], mode: str) -> Hit:
-        passage = self.index.passages[position]
-        document = self.index.documents[passage.doc_id]
-        s = scores[position]
+    def _hit(self, rank: int, record: PassageRecord, s: dict) -> Hit:
         return Hit(
             rank=rank,
             score=s["fused"],
-            passage_id=passage.id,
-            doc_id=passage.doc_id,
-            title=document.title,
-            source=document.source,
-            text=passage.text,
-            start=passage.start,
-            end=passage.end,
-            ordinal=passage.ordinal,
-            doc_passages=document.passages,
-            doc_length=len(document.text),
-            heading=passage.heading,
+            passage_id=record.passage_id,
+            doc_id=record.doc_id,
+            title=record.title,
+            source=record.source,
+            text=record.text,
+            start=record.start,
+            end=record.end,
+            ordinal=record.ordinal,
+            doc_passages=record.doc_passages,
+            doc_length=record.doc_length,
+            heading=record.heading,
             scores={"dense": s["dense"], "keyword": s["keyword"], "fused": s["fused"]},
             ranks={"dense": s["rank_dense"], "keyword": s["rank_keyword"]},
-            metadata=passage_metadata(document.metadata, passage.start, passage.end),
+            metadata=passage_metadata(record.metadata, record.start, record.end),
         )
 
 

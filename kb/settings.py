@@ -73,6 +73,10 @@ class Settings:
     hnsw_m: int = _setting(16, "KB_HNSW_M", "HNSW links per node (memory and recall grow with it).")
     hnsw_ef_search: int = _setting(128, "KB_HNSW_EF_SEARCH", "HNSW search breadth (recall and latency grow with it).")
     ivf_nprobe: int = _setting(32, "KB_IVF_NPROBE", "ivfpq: inverted lists searched per query (recall and latency grow with it).")
+    checkpoint_every: int = _setting(
+        200, "KB_CHECKPOINT_EVERY",
+        "Writes after which the in-memory indexes are saved in the background, so a restart replays only what follows.",
+    )
     api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
     read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads (search, documents, the page) need; none set: reads are open.")
     write_rate_limit: str = _setting(
@@ -135,6 +139,8 @@ class Settings:
             raise ValueError(f"KB_PRECISION must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.query_batch < 1:
             raise ValueError(f"KB_QUERY_BATCH must be at least 1, got {self.query_batch}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"KB_CHECKPOINT_EVERY must be at least 1, got {self.checkpoint_every}")
         if self.batch_size < 1:
             raise ValueError(f"KB_BATCH_SIZE must be at least 1, got {self.batch_size}")
         return self

@@ -34,21 +34,31 @@ def seed_settings(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def seed_index(seed_settings, embedder):
-    """A real FAISS index built from the seed corpus with the real model."""
+    """A real store (SQLite records, FAISS and BM25) built from the seed corpus with the real model."""
     from kb.build import build_index
-    from kb.index import IndexStore
+    from kb.faiss_store import open_current
 
     report = build_index(seed_settings, embedder=embedder)
     assert report.written and report.passages_embedded == report.passages > 0
-    return IndexStore(seed_settings.index_dir).load(expected_model=seed_settings.model)
+    return open_current(seed_settings, expected_model=seed_settings.model)
 
 
 @pytest.fixture(scope="session")
 def live_searcher(seed_settings, seed_index, embedder):
-    from kb.index import IndexStore
     from kb.live import LiveSearcher
 
-    return LiveSearcher(IndexStore(seed_settings.index_dir), embedder)
+    return LiveSearcher(embedder, seed_settings)
+
+
+def all_passages(store):
+    """Every passage record of a FAISS store, in passage order of each document."""
+    pids = [row[0] for batch in store.db.all_passages() for row in batch]
+    return store.snapshot().records(pids)
+
+
+def all_documents(store):
+    """doc id -> StoredDocument (with text) of every document in a store."""
+    return {doc_id: store.document(doc_id) for doc_id in store.fingerprints()}
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ class FakeEmbedder:
             progress(len(texts))
         return np.array(rows, dtype=np.float32).reshape(len(texts), self.dimension)
 
-    def encode_passages(self, texts, spans, batch_size=32, progress=None):
+    def encode_passages(self, texts, spans, batch_size=32, progress=None, slice_size=None):
         """Passage vectors as encode(); each span's vector is the fake vector of the span's text."""
         vectors = self.encode(texts, batch_size, progress)
         span_vectors = [self._plain([text[a:b] for a, b in text_spans]) for text, text_spans in zip(texts, spans)]

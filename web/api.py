@@ -45,12 +45,9 @@ def _answer(query: str, k: int, mode: str | None, filters):
 @api.get("/health")
 def health():
     try:
-        index = current_app.extensions["kb"].current().index
+        store = current_app.extensions["kb"].current().store
     except ApiError as exc:
         return jsonify({"status": exc.code, "message": exc.message}), 503
-    return jsonify({
-        "status": "ok",
-        "passages": len(index.passages),
-        "documents": len(index.documents),
-        "model": index.model,
-    })
+    with store.snapshot() as snapshot:
+        documents, passages = snapshot.counts()
+    return jsonify({"status": "ok", "passages": passages, "documents": documents, "model": store.model})

@@ -104,12 +104,11 @@ def _limit_rates(app: Flask, settings: Settings) -> None:
 
 def _load_searcher(settings: Settings):
     from kb.embed import get_embedder
-    from kb.index import IndexStore
     from kb.live import LiveSearcher
 
     embedder = get_embedder(settings.model, settings.precision)
     embedder.batcher.max_batch = settings.query_batch
-    searcher = LiveSearcher(IndexStore(settings.index_dir), embedder, settings)
+    searcher = LiveSearcher(embedder, settings)
     searcher.current().answer("warm up", 1)  # the first real question should not pay for lazy set-up
     return searcher
 
@@ -128,5 +127,5 @@ def _load(app: Flask, settings: Settings, prepare: Callable[[], None] | None = N
 def _install(app: Flask, settings: Settings, searcher) -> None:
     from kb.library import Library
 
-    app.extensions["kb_library"] = Library(settings, searcher.embedder, on_change=searcher.refresh)
+    app.extensions["kb_library"] = Library(settings, searcher.embedder, store=lambda: searcher.store)
     app.extensions["kb"] = searcher

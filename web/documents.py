@@ -20,11 +20,19 @@ def _library():
     return library
 
 
+# The library's refusals, as HTTP statuses.
+STATUS = {
+    "invalid_document": 400, "invalid_id": 400, "invalid_name": 400, "name_too_long": 400,
+    "not_found": 404, "id_taken": 409, "shared_file": 409, "unsupported_type": 415, "unreadable_document": 422,
+    "storage_unwritable": 507, "index_unwritable": 507,
+}
+
+
 def _call(action, *args):
     try:
         return action(*args)
     except DocumentError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+        raise ApiError(STATUS[exc.code], exc.code, exc.message) from None
 
 
 @documents.post("/documents")
@@ -58,19 +66,14 @@ def list_documents():
     require_read()
     paging = validated(DocumentPage, {key: request.args.get(key) for key in ("page", "per_page")})
     page, per_page = paging.page, paging.per_page
-    index = current_app.extensions["kb"].current().index
-    items = sorted(index.documents.values(), key=lambda d: d.id)
-    chosen = items[(page - 1) * per_page : page * per_page]
-    return jsonify({
-        "page": page, "per_page": per_page, "total": len(items),
-        "documents": [_brief(d) for d in chosen],
-    })
+    total, chosen = current_app.extensions["kb"].current().store.documents((page - 1) * per_page, per_page)
+    return jsonify({"page": page, "per_page": per_page, "total": total, "documents": [_brief(d) for d in chosen]})
 
 
 @documents.get("/documents/<doc_id>")
 def get_document(doc_id: str):
     require_read()
-    document = current_app.extensions["kb"].current().index.documents.get(doc_id)
+    document = current_app.extensions["kb"].current().store.document(doc_id)
     if document is None:
         raise ApiError(404, "not_found", f"no document with id {doc_id!r}")
     return jsonify({**_brief(document), "text": document.text})
@@ -85,7 +88,7 @@ def delete_document(doc_id: str):
 
 def _brief(document) -> dict:
     return {"id": document.id, "title": document.title, "source": document.source, "passages": document.passages,
-            "characters": len(document.text), "metadata": {k: v for k, v in document.metadata.items() if k != "page_starts"}}
+            "characters": document.length, "metadata": {k: v for k, v in document.metadata.items() if k != "page_starts"}}
 
 
 def _summary(report) -> dict:

@@ -27,7 +27,7 @@ def search_page():
     searcher = current_app.extensions["kb"].current()
     context = {"query": raw_query or "", "k": DEFAULT_K, "max_k": MAX_K, "modes": MODES,
                "mode": searcher.settings.search_mode, "answer": None, "error": None, "took_ms": None,
-               "marked_passage": marked_passage, "empty": not searcher.index.passages}
+               "marked_passage": marked_passage, "empty": not searcher.store.snapshot().counts()[1]}
     if raw_query is None:
         return render_template("search.html", **context)
     try:
@@ -45,8 +45,7 @@ def search_page():
 @pages.get("/documents/<doc_id>")
 def document_page(doc_id: str):
     """The whole document, with the cited span marked, so a citation can be checked in place."""
-    index = current_app.extensions["kb"].current().index
-    document = index.documents.get(doc_id)
+    document = current_app.extensions["kb"].current().store.document(doc_id)
     if document is None:
         abort(404)
     start = request.args.get("start", type=int)

@@ -31,10 +31,12 @@ def _missing_model(root):
     return {"KB_MODEL": str(root / "no-such-model")}
 
 
-def _corrupt_jsonl(root, seed_index_dir):
+def _corrupt_records(root, seed_index_dir):
     shutil.copytree(seed_index_dir, root / "index", symlinks=True)
     current = (root / "index" / "current").resolve()
-    (current / "passages.jsonl").write_bytes(BAD_UTF8)
+    (current / "records.sqlite").write_bytes(BAD_UTF8 * 4096)
+    for leftover in current.glob("records.sqlite-*"):
+        leftover.unlink()
     return {}
 
 
@@ -46,10 +48,10 @@ def _other_model_index(root, seed_index_dir):
 # (command, failure, words the one line must hold)
 CASES = [
     (["search", "oil"], _no_index, "kb build"),
-    (["search", "oil"], _corrupt_jsonl, "passages.jsonl"),
+    (["search", "oil"], _corrupt_records, "records.sqlite"),
     (["search", "oil"], _other_model_index, "rebuild"),
     (["eval", str(SEED_QUESTIONS)], _no_index, "kb build"),
-    (["eval", str(SEED_QUESTIONS)], _corrupt_jsonl, "passages.jsonl"),
+    (["eval", str(SEED_QUESTIONS)], _corrupt_records, "records.sqlite"),
     (["eval", "no-such-dataset"], _no_index, "neither a BEIR folder"),
     (["build"], _missing_corpus, "KB_CORPUS_DIR"),
     (["build"], _missing_model, "cannot load model"),
@@ -61,16 +63,32 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("command, failure, words", CASES,
-                         ids=[f"{c[0]}-{f.__name__.strip('_')}" for c, f, _ in CASES])
-def test_a_known_failure_is_one_sentence_and_exit_1(tmp_path, seed_settings, seed_index, command, failure, words):
-    shutil.copytree(SEED_CORPUS, tmp_path / "corpus")
+def _run(case_number: int, root, seed_index_dir) -> subprocess.CompletedProcess:
+    command, failure, _ = CASES[case_number]
+    shutil.copytree(SEED_CORPUS, root / "corpus")
     needs_index = failure.__code__.co_argcount == 2
-    extra = failure(tmp_path, seed_settings.index_dir) if needs_index else failure(tmp_path)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "KB_INDEX_DIR": str(tmp_path / "index"),
-           "KB_CORPUS_DIR": str(tmp_path / "corpus"), "KB_PORT": str(free_port()), **extra}
-    result = subprocess.run([sys.executable, "-m", "kb.cli", *command], env=env, capture_output=True, text=True,
-                            timeout=300, cwd=tmp_path)
+    extra = failure(root, seed_index_dir) if needs_index else failure(root)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "KB_INDEX_DIR": str(root / "index"),
+           "KB_CORPUS_DIR": str(root / "corpus"), "KB_PORT": str(free_port()), **extra}
+    return subprocess.run([sys.executable, "-m", "kb.cli", *command], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=root)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory, seed_settings, seed_index):
+    """Every case run once, four processes at a time (each starts Python and most load the model)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    roots = [tmp_path_factory.mktemp(f"failure-{n}") for n in range(len(CASES))]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda n: _run(n, roots[n], seed_settings.index_dir), range(len(CASES))))
+
+
+@pytest.mark.parametrize("case_number", range(len(CASES)),
+                         ids=[f"{c[0]}-{f.__name__.strip('_')}" for c, f, _ in CASES])
+def test_a_known_failure_is_one_sentence_and_exit_1(outcomes, case_number):
+    command, _, words = CASES[case_number]
+    result = outcomes[case_number]
     assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -5,7 +5,6 @@ import shutil
 import pytest
 
 from kb.build import build_index
-from kb.index import IndexStore
 from kb.live import LiveSearcher
 from kb.settings import Settings
 from tests.conftest import SEED_CORPUS
@@ -20,6 +19,6 @@ def make_client(tmp_path, embedder):
             shutil.copytree(SEED_CORPUS, corpus)
         settings = Settings.from_env(environ={}, corpus_dir=corpus, index_dir=tmp_path / "index", **overrides)
         build_index(settings, embedder=embedder)
-        live = LiveSearcher(IndexStore(settings.index_dir), embedder, settings)
+        live = LiveSearcher(embedder, settings)
         return create_app(settings, searcher=live).test_client(), settings
     return make

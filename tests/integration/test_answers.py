@@ -55,7 +55,7 @@ def test_the_configured_threshold_says_no_to_every_off_topic_question(searcher):
 def test_the_highlight_is_the_answering_sentence(searcher, seed_index):
     question = load_questions(SEED_QUESTIONS)[0]  # "Has an American president ever visited Kazakhstan?"
     hit = searcher.answer(question.q, 5).hits[0]
-    text = seed_index.documents[hit.doc_id].text
+    text = seed_index.document(hit.doc_id).text
     assert hit.highlights, "the top hit should have a highlighted sentence"
     for span in hit.highlights:
         assert hit.start <= span["start"] < span["end"] <= hit.end
@@ -69,7 +69,7 @@ def test_the_highlight_is_the_answering_sentence(searcher, seed_index):
 def test_semantic_highlights_find_sentences_that_share_no_words(searcher, seed_index):
     # "grocery costs ... crude" shares no word with "Lower oil prices mean cheaper food".
     hit = searcher.answer("What happens to grocery costs when crude becomes cheaper?", 3).hits[0]
-    text = seed_index.documents[hit.doc_id].text
+    text = seed_index.document(hit.doc_id).text
     assert any("cheaper food" in text[s["start"] : s["end"]] for s in hit.highlights)
 
 

@@ -69,7 +69,8 @@ def test_kb_add_and_kb_remove_embed_only_what_they_touch(tmp_path, seed_settings
     added = kb("add", str(note), "--json", env=env)
     assert added.returncode == 0, added.stderr
     report = json.loads(added.stdout.strip().splitlines()[-1])
-    assert (report["added"], report["unchanged"], report["passages_embedded"]) == (1, 1, 1)
+    # A write reports its own documents; the store now holds both.
+    assert (report["added"], report["passages_embedded"], report["documents"]) == (1, 1, 2)
     assert (corpus / "uploads" / "airships.md").exists()
     removed = kb("remove", "uploads--airships.md", "--json", env=env)
     assert removed.returncode == 0, removed.stderr

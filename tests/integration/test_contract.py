@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from kb.build import build_index
-from kb.index import IndexStore
 from kb.live import LiveSearcher
 from kb.settings import Settings
 from tests.conftest import SEED_CORPUS
@@ -37,7 +36,7 @@ def contract_app(tmp_path_factory, embedder):
     config = Settings.from_env(environ={}, corpus_dir=root / "corpus", index_dir=root / "index",
                                api_key=KEY, write_rate_limit="off")
     build_index(config, embedder=embedder)
-    live = LiveSearcher(IndexStore(config.index_dir), embedder, config)
+    live = LiveSearcher(embedder, config)
     return create_app(config, searcher=live)
 
 

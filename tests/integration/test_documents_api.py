@@ -23,7 +23,9 @@ def test_a_posted_document_is_searchable_at_once_and_only_it_is_embedded(make_cl
     body = response.get_json()
     assert body["document"]["id"] == "zeppelin-note" and body["document"]["passages"] == 1
     assert body["index"]["added"] == 1 and body["index"]["passages_embedded"] == 1
-    assert (settings.corpus_dir / "api" / "zeppelin-note.jsonl").exists(), "stored in the corpus before indexing"
+    from kb.faiss_store import open_current
+
+    assert open_current(settings).document("zeppelin-note").text == NOTE["text"], "durable: another reader sees it"
     hits = client.get("/api/search", query_string={"q": "Which airship crossed the Atlantic?"}).get_json()["results"]
     assert hits[0]["doc_id"] == "zeppelin-note"
     assert hits[0]["metadata"] == {"topic": "aviation", "date": "2024-05-01"}
@@ -40,7 +42,9 @@ def test_an_update_replaces_the_document_and_a_delete_removes_it(make_client):
     deleted = client.delete("/api/documents/zeppelin-note", headers=AUTH)
     assert deleted.status_code == 200 and deleted.get_json()["index"]["removed"] == 1
     assert client.get("/api/documents/zeppelin-note").status_code == 404
-    assert not (settings.corpus_dir / "api" / "zeppelin-note.jsonl").exists()
+    from kb.faiss_store import open_current
+
+    assert open_current(settings).document("zeppelin-note") is None
     ids = {r["doc_id"] for r in client.get("/api/search", query_string={"q": "Hindenburg"}).get_json()["results"]}
     assert "zeppelin-note" not in ids
 
@@ -150,31 +154,34 @@ def test_filters_apply_before_ranking(make_client):
 
 
 def test_a_full_disk_is_a_507_and_nothing_is_acknowledged(make_client, monkeypatch):
-    import errno
+    """SQLite reports a full disk at commit; the transaction rolls back and the write is refused whole."""
+    import sqlite3
 
-    import kb.library
-    from kb.index import IndexUnwritable
+    import kb.sqlite_db
+    from kb.faiss_store import open_current
 
     client, settings = make_client(api_key=KEY)
+    before = client.get("/api/search", query_string={"q": "Has a US president visited Kazakhstan?"}).get_json()
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if sql.strip().upper() == "COMMIT":
+                raise sqlite3.OperationalError("database or disk is full")
+            return super().execute(sql, *args)
 
-    monkeypatch.setattr(kb.library, "write_atomically", full)
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(kb.sqlite_db.sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "factory": FullDisk}))
+    library = client.application.extensions["kb_library"]
+    library._store().db.close()  # this thread's connection is made again, now failing at commit
     response = client.post("/api/documents", json=NOTE, headers=AUTH)
     assert response.status_code == 507 and response.get_json()["error"]["code"] == "storage_unwritable"
-    assert "No space left" in response.get_json()["error"]["message"]
-    assert not (settings.corpus_dir / "api" / "zeppelin-note.jsonl").exists()
+    assert "disk is full" in response.get_json()["error"]["message"]
     monkeypatch.undo()
-
-    def unwritable(*args, **kwargs):
-        raise IndexUnwritable("cannot write the new index to index (No space left on device): ...")
-
-    monkeypatch.setattr(kb.library, "build_index", unwritable)
-    response = client.post("/api/documents", json=NOTE, headers=AUTH)
-    assert response.status_code == 507 and response.get_json()["error"]["code"] == "index_unwritable"
-    assert "the corpus is updated but the index is not" in response.get_json()["error"]["message"]
-    assert client.get("/api/search", query_string={"q": "Graf Zeppelin"}).status_code == 200
+    library._store().db.close()
+    assert open_current(settings).document(NOTE["id"]) is None, "nothing half-written"
+    after = client.get("/api/search", query_string={"q": "Has a US president visited Kazakhstan?"}).get_json()
+    assert [r["passage_id"] for r in after["results"]] == [r["passage_id"] for r in before["results"]]
+    assert client.post("/api/documents", json=NOTE, headers=AUTH).status_code == 201, "a write after it succeeds"
 
 
 def _multipart(disposition: str, payload: bytes) -> tuple[bytes, str]:
@@ -236,7 +243,6 @@ def test_page_starts_that_are_not_ascending_offsets_are_refused_at_the_door(make
 def test_a_bad_stored_page_starts_never_breaks_a_search(tmp_path, embedder):
     """An index written before the check (or by hand) holds a bad value: searches still answer."""
     from kb.build import build_index
-    from kb.index import IndexStore
     from kb.ingest import Document
     from kb.live import LiveSearcher
     from kb.settings import Settings
@@ -246,7 +252,7 @@ def test_a_bad_stored_page_starts_never_breaks_a_search(tmp_path, embedder):
     documents = [Document("odd", "Odd", "odd.pdf", "The Graf Zeppelin crossed the Atlantic in 1928.",
                           {"page_starts": value}) for value in ["abc"]]
     build_index(settings, embedder=embedder, documents=documents)
-    client = create_app(settings, searcher=LiveSearcher(IndexStore(settings.index_dir), embedder, settings)).test_client()
+    client = create_app(settings, searcher=LiveSearcher(embedder, settings)).test_client()
     response = client.get("/api/search", query_string={"q": "Graf Zeppelin"})
     assert response.status_code == 200 and response.get_json()["results"][0]["doc_id"] == "odd"
     assert "pages" not in response.get_json()["results"][0]["metadata"]
@@ -256,3 +262,35 @@ def test_a_date_kb_cannot_filter_on_is_refused(make_client):
     client, _ = make_client(api_key=KEY)
     response = client.post("/api/documents", json={**NOTE, "date": "last spring"}, headers=AUTH)
     assert response.status_code == 400 and "date" in response.get_json()["error"]["message"]
+
+
+def test_concurrent_writes_are_grouped_and_a_race_on_one_id_leaves_one_whole(make_client):
+    """Eight writers at once: fewer store updates than writes, and two versions of one id never mix."""
+    import threading
+
+    client, settings = make_client(api_key=KEY)
+    app = client.application
+    library = app.extensions["kb_library"]
+    versions = {n: " ".join(f"Version {n} sentence {i} about airships and wind tunnels." for i in range(40))
+                for n in range(4)}
+    statuses = []
+
+    def write(n):
+        response = app.test_client().post("/api/documents", json={"id": "raced", "title": "Raced",
+                                                                  "text": versions[n % 4]}, headers=AUTH)
+        statuses.append(response.status_code)
+
+    before = (library.groups, library.writes)
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [201] * 8
+    groups, writes = library.groups - before[0], library.writes - before[1]
+    assert writes == 8 and groups < writes, (groups, writes)
+    stored = client.get("/api/documents/raced").get_json()
+    assert stored["text"] in versions.values(), "one version, whole"
+    hits = client.get("/api/search", query_string={"q": "airships wind tunnels", "doc_id": "raced", "k": 50}).get_json()
+    assert hits["results"] and all(stored["text"][h["start"]:h["end"]] == h["text"] for h in hits["results"])
+    assert len(hits["results"]) == stored["passages"], "exactly that version's passages, none of another"

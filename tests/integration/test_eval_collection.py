@@ -15,13 +15,13 @@ CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
 
 @pytest.fixture(scope="module")
 def beir_slice(tmp_path_factory):
-    """The first 150 Cranfield documents and the queries judged against them, written as BEIR."""
+    """The first 80 Cranfield documents and the queries judged against them, written as BEIR."""
     collection = load_cranfield(CRANFIELD)
-    keep = {d.id for d in collection.documents[:150]}
+    keep = {d.id for d in collection.documents[:80]}
     folder = tmp_path_factory.mktemp("cran-beir")
     (folder / "qrels").mkdir()
     with open(folder / "corpus.jsonl", "w") as handle:
-        for d in collection.documents[:150]:
+        for d in collection.documents[:80]:
             handle.write(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n")
     queries = {q: rel for q, rel in collection.qrels.items() if set(rel) & keep}
     with open(folder / "queries.jsonl", "w") as handle:

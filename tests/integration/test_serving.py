@@ -82,7 +82,6 @@ def test_writes_are_rate_limited_with_retry_after(tmp_path, embedder):
     import shutil
 
     from kb.build import build_index
-    from kb.index import IndexStore
     from kb.live import LiveSearcher
     from kb.settings import Settings
     from tests.conftest import SEED_CORPUS
@@ -91,7 +90,7 @@ def test_writes_are_rate_limited_with_retry_after(tmp_path, embedder):
     settings = Settings.from_env(environ={}, corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index",
                                  api_key="k", write_rate_limit="2/minute")
     build_index(settings, embedder=embedder)
-    client = create_app(settings, searcher=LiveSearcher(IndexStore(settings.index_dir), embedder, settings)).test_client()
+    client = create_app(settings, searcher=LiveSearcher(embedder, settings)).test_client()
     statuses = [client.delete("/api/documents/none", headers={"Authorization": "Bearer k"}).status_code for _ in range(3)]
     assert statuses == [404, 404, 429]
     limited = client.delete("/api/documents/none", headers={"Authorization": "Bearer k"})

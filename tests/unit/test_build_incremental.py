@@ -1,8 +1,11 @@
 """Incremental builds: only changed documents are embedded again (counted with a fake embedder)."""
 
+import numpy as np
+
 from kb.build import build_index
-from kb.index import IndexStore
+from kb.faiss_store import current_folder, open_current
 from kb.settings import Settings
+from tests.conftest import all_documents, all_passages
 from tests.fakes import FakeEmbedder
 
 
@@ -25,19 +28,19 @@ def test_unchanged_rebuild_embeds_nothing_and_writes_nothing(tmp_path):
     settings = settings_for(tmp_path)
     first = build_index(settings, embedder=FakeEmbedder())
     assert first.written and first.passages_embedded == first.passages == 3
-    path = IndexStore(settings.index_dir).current_path()
+    path = current_folder(settings.index_dir)
     embedder = FakeEmbedder()
     again = build_index(settings, embedder=embedder)
     assert not again.written and again.passages_embedded == 0 and embedder.embedded == []
     assert again.to_json()["unchanged"] == 3
-    assert IndexStore(settings.index_dir).current_path() == path
+    assert current_folder(settings.index_dir) == path
 
 
 def test_only_the_changed_document_is_embedded_again(tmp_path):
     folder = corpus(tmp_path)
     settings = settings_for(tmp_path)
     build_index(settings, embedder=FakeEmbedder())
-    before = IndexStore(settings.index_dir).load()
+    before = all_passages(open_current(settings))
     (folder / "b.txt").write_text("B\nBoats float on lakes now.", encoding="utf-8")
     (folder / "c.txt").unlink()
     (folder / "d.txt").write_text("D\nDogs bark.", encoding="utf-8")
@@ -50,15 +53,15 @@ def test_only_the_changed_document_is_embedded_again(tmp_path):
     # The model reads each passage after its document's title (here the title is also the first line).
     assert embedder.embedded == ["B\nB\nBoats float on lakes now.", "D\nD\nDogs bark."]
     assert report.passages_embedded == 2
-    after = IndexStore(settings.index_dir).load()
-    assert set(after.documents) == {"a.txt", "b.txt", "d.txt"}
-    # The unchanged document keeps its passages and exactly its old vectors.
-    old_rows = [i for i, p in enumerate(before.passages) if p.doc_id == "a.txt"]
-    new_rows = [i for i, p in enumerate(after.passages) if p.doc_id == "a.txt"]
-    assert [before.passages[i] for i in old_rows] == [after.passages[i] for i in new_rows]
-    assert (before.vectors[old_rows] == after.vectors[new_rows]).all()
-    for old, new in zip(old_rows, new_rows):
-        assert all((a == b).all() for a, b in zip(before.sentences.of(old), after.sentences.of(new)))
+    store = open_current(settings)
+    after = all_passages(store)
+    assert set(all_documents(store)) == {"a.txt", "b.txt", "d.txt"}
+    # The unchanged document keeps its very passages (same keys), vectors and sentences.
+    old = [p for p in before if p.doc_id == "a.txt"]
+    new = [p for p in after if p.doc_id == "a.txt"]
+    assert [(p.key, p.passage_id, p.start, p.end) for p in old] == [(p.key, p.passage_id, p.start, p.end) for p in new]
+    for a, b in zip(old, new):
+        assert np.array_equal(a.sentence_spans, b.sentence_spans) and np.array_equal(a.sentence_vectors, b.sentence_vectors)
 
 
 def test_changing_chunk_settings_or_model_re_embeds_everything(tmp_path):
@@ -69,8 +72,8 @@ def test_changing_chunk_settings_or_model_re_embeds_everything(tmp_path):
     other = FakeEmbedder(name="other-model", dimension=12)
     report = build_index(settings_for(tmp_path, chunk_overlap=5, model="other-model"), embedder=other)
     assert report.passages_embedded == report.passages
-    index = IndexStore(tmp_path / "index").load(expected_model="other-model")
-    assert index.vectors.shape[1] == 12 and index.faiss_index.d == 12
+    store = open_current(settings_for(tmp_path, model="other-model"), expected_model="other-model")
+    assert store.dimension == 12 and store.memory.vectors.index.d == 12 and store.memory.live == report.passages
 
 
 def test_force_re_embeds_everything(tmp_path):

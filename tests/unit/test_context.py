@@ -1,6 +1,6 @@
 """Section headings and the context line the model reads before each passage."""
 
-from kb.build import embedding_text, passage_limit
+from kb.prepare import embedding_text, passage_limit
 from kb.chunk import chunk_text, heading_at, headings
 from kb.ingest import Document
 from kb.settings import Settings

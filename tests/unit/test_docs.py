@@ -14,8 +14,9 @@ def error_codes() -> set[str]:
     for path in [*(REPO / "kb").glob("*.py"), *(REPO / "web").glob("*.py")]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ERROR_CLASSES and len(node.args) >= 2:
-                code = node.args[1]
+            name = getattr(node.func, "id", None) if isinstance(node, ast.Call) else None
+            if name in ERROR_CLASSES and len(node.args) >= 2:
+                code = node.args[1] if name == "ApiError" else node.args[0]
                 if isinstance(code, ast.Constant):
                     codes.add(code.value)
                 elif isinstance(code, ast.JoinedStr):  # f"invalid_{info.field_name}": the paging fields
@@ -54,3 +55,15 @@ def test_nothing_in_the_repository_reads_outside_it():
     makefile = (REPO / "Makefile").read_text() + (REPO / ".ci" / "run").read_text()
     offenders += [m.group() for m in outside.finditer(makefile)]
     assert not offenders, offenders
+
+
+def test_every_refusal_of_the_library_has_an_http_status():
+    """kb/library.py names its refusals; web/documents.py alone knows what they are in HTTP."""
+    from web.documents import STATUS
+
+    codes = set()
+    for node in ast.walk(ast.parse((REPO / "kb" / "library.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DocumentError":
+            codes.add(node.args[0].value)
+    assert codes and codes <= set(STATUS), codes - set(STATUS)
+    assert "status" not in (REPO / "kb" / "library.py").read_text(encoding="utf-8").lower().replace("statuses", "")

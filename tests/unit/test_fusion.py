@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from kb.build import build_index
-from kb.index import IndexStore
+from kb.faiss_store import open_current
+from kb.prepare import embedding_text
 from kb.search import RRF_K, Searcher, _minmax, _ranks, _zscore
 from kb.settings import Settings
 from tests.fakes import FakeEmbedder
@@ -25,7 +26,7 @@ def index_and_settings(tmp_path):
     settings = Settings.from_env(environ={}, corpus_dir=corpus, index_dir=tmp_path / "index")
     embedder = FakeEmbedder()
     build_index(settings, embedder=embedder)
-    return IndexStore(settings.index_dir).load(), settings, embedder
+    return open_current(settings), settings, embedder
 
 
 def test_pure_helpers():
@@ -74,8 +75,8 @@ def test_dense_mode_scores_are_cosines_of_the_stored_vectors(index_and_settings)
     hits = Searcher(index, embedder, settings).search("anything at all", 3, mode="dense")
     query = embedder.encode_query("anything at all")
     for hit in hits:
-        position = next(i for i, p in enumerate(index.passages) if p.id == hit.passage_id)
-        assert hit.score == pytest.approx(float(index.vectors[position] @ query), abs=1e-5)
+        stored = FakeEmbedder().encode([embedding_text(hit.title, hit)])[0]  # what was embedded for the passage
+        assert hit.score == pytest.approx(float(stored @ query), abs=1e-5)
 
 
 def test_the_confidence_threshold_marks_hits_and_the_answer(index_and_settings):
@@ -90,7 +91,7 @@ def test_spans_stay_exact_whatever_the_mode(index_and_settings):
     index, settings, embedder = index_and_settings
     for mode in ("hybrid", "dense", "keyword"):
         for hit in Searcher(index, embedder, settings).search("zeppelin wing plate", 3, mode=mode):
-            assert index.documents[hit.doc_id].text[hit.start : hit.end] == hit.text
+            assert index.document(hit.doc_id).text[hit.start : hit.end] == hit.text
 
 
 def test_a_repeated_question_is_answered_from_the_cache_until_the_index_changes(index_and_settings):

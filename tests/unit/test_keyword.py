@@ -44,3 +44,27 @@ def test_no_passages_or_only_stop_words_are_indexes_too(tmp_path):
         loaded = KeywordIndex.load(tmp_path / str(len(texts)))
         assert loaded.size == len(texts)
         assert loaded.scores(["wing"]).tolist() == [0.0] * len(texts)
+
+
+def test_scores_are_bm25s_lucene_scores_and_stay_exact_after_deletes():
+    """The same numbers bm25s gave (kb used it before), and after deletes those of a fresh index of the rest."""
+    import bm25s
+
+    texts = ["wind tunnel tests of a wing at high speed", "boundary layer on a flat plate in a wind tunnel",
+             "a zeppelin in a wind tunnel", "heat transfer in a boundary layer", "wing flutter at high speed"]
+    tokens = [terms(t) for t in texts]
+    vocab: dict = {}
+    ids = [[vocab.setdefault(t, len(vocab)) for t in doc] for doc in tokens]
+    reference = bm25s.BM25(method="lucene")
+    reference.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=False)
+    index = KeywordIndex.build(texts)
+    for query in ("wind tunnel", "boundary layer speed", "zeppelin wing wing"):
+        expected = reference.get_scores_from_ids(reference.get_tokens_ids(terms(query)))
+        assert np.allclose(index.scores(terms(query)), expected, atol=1e-5), query
+    index.remove(1)
+    index.remove(3)
+    rest = KeywordIndex.build([texts[0], texts[2], texts[4]])
+    for query in ("wind tunnel", "boundary layer speed"):
+        got = index.scores(terms(query))
+        assert got[1] == got[3] == 0
+        assert np.allclose(got[[0, 2, 4]], rest.scores(terms(query)), atol=1e-6), query

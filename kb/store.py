@@ -1,0 +1,193 @@
+"""The store interface: everything above it (fusion, highlights, confidence, the API, the page,
+`kb eval`) uses only this, so the same kb runs on FAISS files or on PostgreSQL.
+
+A store holds documents and their passages, each passage with its vector, its keyword terms and
+its sentences (spans and late-chunked vectors, for highlights). Writes are whole documents, one
+transaction each call: a reader sees a document with all of its passages or not at all. Reads go
+through a ``Snapshot``: the query path asks it for candidates (the dense and keyword lists and
+both exact scores of each), then for the records of the passages it keeps.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from kb.filters import Filters
+
+
+class StoreProblem(RuntimeError):
+    """Base for store problems; the message says which file or server and what to do."""
+
+
+class StoreMissing(StoreProblem):
+    pass
+
+
+class StoreMismatch(StoreProblem):
+    pass
+
+
+class StoreCorrupt(StoreProblem):
+    pass
+
+
+class StoreUnwritable(StoreProblem):
+    """The store cannot take a write (disk full, read-only, no permission)."""
+
+
+class StoreUnavailable(StoreProblem):
+    """A database server cannot be reached; reads or writes may work again later."""
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: str
+    title: str
+    source: str
+    hash: str
+    text: str
+    passages: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: str = ""  # the corpus file that holds it, relative; "" for a document sent through the API
+    length: int = -1  # characters in the text (listings leave the text out but keep this)
+
+    def __post_init__(self) -> None:
+        if self.length < 0:
+            object.__setattr__(self, "length", len(self.text))
+
+
+@dataclass
+class PreparedPassage:
+    """A passage ready to store: its span, context, vector, keyword terms and sentences."""
+
+    passage_id: str
+    ordinal: int
+    start: int
+    end: int
+    text: str
+    heading: str
+    vector: np.ndarray  # float32 [dimension], unit length
+    terms: list[str]  # what BM25 indexes (from the context line and the text)
+    sentence_spans: np.ndarray  # int64 [sentences, 2], absolute offsets in the document
+    sentence_vectors: np.ndarray  # float16 [sentences, dimension]
+
+
+@dataclass
+class PreparedDocument:
+    document: StoredDocument
+    passages: list[PreparedPassage]
+
+
+@dataclass
+class PassageRecord:
+    """What a hit shows of a passage and its document."""
+
+    key: int
+    passage_id: str
+    doc_id: str
+    ordinal: int
+    start: int
+    end: int
+    text: str
+    heading: str
+    title: str
+    source: str
+    metadata: dict[str, Any]
+    doc_length: int
+    doc_passages: int
+    sentence_spans: np.ndarray  # int64 [sentences, 2]
+    sentence_vectors: np.ndarray  # float32 [sentences, dimension]
+
+
+@dataclass
+class Candidates:
+    """The pool a query ranks: each candidate's key, exact dense and keyword scores, and vector."""
+
+    keys: np.ndarray  # int64
+    dense: np.ndarray  # float32, cosine to the query
+    keyword: np.ndarray  # float32, the keyword score (0 when no query word matches)
+    vectors: np.ndarray  # float32 [candidates, dimension]
+
+    @classmethod
+    def empty(cls, dimension: int) -> "Candidates":
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32),
+                   np.zeros((0, dimension), np.float32))
+
+
+class Snapshot(abc.ABC):
+    """One consistent view of the store: nothing written after it was taken is seen through it."""
+
+    version: Any = None  # changes with every write the snapshot can see (answers are cached by it)
+
+    @abc.abstractmethod
+    def candidates(self, query_vector: np.ndarray, query_terms: Sequence[str], depth: int, dense: bool,
+                   keyword: bool, filters: Filters = Filters()) -> Candidates:
+        """The top ``depth`` of the dense list and of the keyword list (those asked for), joined,
+        with both scores exact for every candidate; only passages whose documents pass ``filters``."""
+
+    @abc.abstractmethod
+    def records(self, keys: Sequence[int]) -> list[PassageRecord]:
+        """The passages with these keys, in that order; a key deleted since is left out."""
+
+    @abc.abstractmethod
+    def counts(self) -> tuple[int, int]:
+        """(documents, passages)."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Store(abc.ABC):
+    """Documents, passages, vectors and keyword terms, with transactional writes."""
+
+    model: str
+    dimension: int
+    config: dict[str, Any]
+    location: str  # for messages: the folder or the server
+
+    @abc.abstractmethod
+    def add(self, documents: Sequence[PreparedDocument]) -> None:
+        """Add or replace these documents (by id), all in one transaction; durable on return."""
+
+    @abc.abstractmethod
+    def delete(self, doc_ids: Sequence[str]) -> list[str]:
+        """Delete these documents in one transaction; returns the ids that existed."""
+
+    @abc.abstractmethod
+    def document(self, doc_id: str) -> StoredDocument | None:
+        ...
+
+    @abc.abstractmethod
+    def documents(self, offset: int, limit: int) -> tuple[int, list[StoredDocument]]:
+        """(total, one page of documents by id, without their text)."""
+
+    @abc.abstractmethod
+    def fingerprints(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
+        """doc id -> (content hash, corpus path) of these documents (all when None): what a write compares."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> Snapshot:
+        ...
+
+    def file_stats(self) -> dict[str, tuple[int, int]]:
+        """corpus path -> (size, mtime_ns) when it was last read (stores without a corpus: none)."""
+        return {}
+
+    def record_files(self, stats: dict[str, tuple[int, int] | None]) -> None:
+        """Remember (or, with None, forget) corpus files' stats once their documents are stored."""
+
+    def refresh(self) -> None:
+        """Catch up with writes other processes made."""
+
+    def close(self) -> None:
+        pass
