@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -45,7 +46,10 @@ class MemoryIndex:
         for slot in np.flatnonzero(~self.keyword.alive.view()):
             self.pid_slots.pop(int(self.slot_pids.view()[slot]), None)
         self.seq = seq  # the last write sequence number applied
-        self.lock = ReadWriteLock()
+        self.lock = ReadWriteLock()  # searches share it; apply() holds it alone, one batch at a time
+        # Held by apply() throughout, and by a checkpoint while it writes: the indexes cannot change under
+        # a checkpoint, yet searches (readers of both) never wait for one.
+        self.changing = threading.Lock()
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -64,6 +68,10 @@ class MemoryIndex:
 
         A passage added and deleted again before it was applied has no payload and is skipped.
         """
+        with self.changing:
+            self._apply(changes, payloads)
+
+    def _apply(self, changes: Sequence[tuple[int, int, int]], payloads: dict[int, tuple[bytes, str]]) -> None:
         for begin in range(0, len(changes), APPLY_BATCH):
             batch = changes[begin : begin + APPLY_BATCH]
             with self.lock.write():
@@ -117,10 +125,11 @@ class MemoryIndex:
     def save(self, root: Path) -> Path:
         """Write a checkpoint folder under ``root`` and point ``latest.json`` at it; atomic and durable.
 
-        Takes the lock shared: searches go on, updates wait until the files are written.
+        Holds ``changing``: updates wait until the files are written; searches go on (writing an
+        index only reads it, as a search does).
         """
         root.mkdir(parents=True, exist_ok=True)
-        with self.lock.read():
+        with self.changing:
             name = f"seq-{self.seq:012d}-{time.time_ns()}"
             tmp = root / f".tmp-{name}"
             try:
@@ -144,9 +153,9 @@ class MemoryIndex:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-        for old in root.iterdir():  # keep the newest; leftovers of a killed checkpoint go too
-            if old.name not in (name, LATEST) and (old.name.startswith("seq-") or old.name.startswith(".tmp-")):
-                shutil.rmtree(old, ignore_errors=True)
+            for old in root.iterdir():  # keep the newest; leftovers of a killed checkpoint go too (under the lock)
+                if old.name not in (name, LATEST) and (old.name.startswith("seq-") or old.name.startswith(".tmp-")):
+                    shutil.rmtree(old, ignore_errors=True)
         return root / name
 
     @classmethod
