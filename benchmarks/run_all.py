@@ -4,7 +4,8 @@
 
 Retrieval quality (kb eval on the seed question set and on Cranfield), per-mode latency, and
 serving figures (cold start, HTTP latency against the in-process floor, cache, throughput, memory),
-the load test (8 to 32 clients, 60 s each), scale (flat, HNSW and IVF-PQ) and build speed.
+the load test (8 to 32 clients, 60 s each), scale (flat, HNSW and IVF-PQ), build speed, and
+writes (latency at 1,000 to 100,000 passages, searches during writes, quality after API loading).
 Uses KB_INDEX_DIR (default index/); builds the seed index first if it is out of date.
 """
 
@@ -34,6 +35,7 @@ def main() -> None:
         run(sys.executable, "benchmarks/load.py")
         run(sys.executable, "benchmarks/scale.py")
         run(sys.executable, "benchmarks/build_speed.py")
+        run(sys.executable, "benchmarks/writes.py", "--quality")
     else:
         print(f"\n(skipped Cranfield: {CRANFIELD} not found)")
 
