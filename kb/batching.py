@@ -10,24 +10,28 @@ less per query than one pass each (see benchmarks/serving.py).
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
 
 
 class _Slot:
-    __slots__ = ("text", "vector", "error")
+    __slots__ = ("text", "vector", "error", "done")
 
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.vector: np.ndarray | None = None
+    def __init__(self, text: Any) -> None:
+        self.text = text  # the item (a query's text; for grouped writes, a list of documents)
+        self.vector: Any = None  # its result
         self.error: BaseException | None = None
+        self.done = False
 
 
 class MicroBatcher:
-    """Calls ``encode_many`` with every text waiting at the moment the model frees up."""
+    """Calls ``encode_many`` with every item waiting at the moment it is free; each caller gets its own result.
 
-    def __init__(self, encode_many: Callable[[Sequence[str]], np.ndarray], max_batch: int = 32) -> None:
+    Queries use it for their vectors; document writes use it too (kb/library.py), to store every
+    write waiting at that moment in one transaction.
+    """
+
+    def __init__(self, encode_many: Callable[[Sequence[Any]], Sequence[Any]], max_batch: int = 32) -> None:
         self._encode_many = encode_many
         self.max_batch = max_batch
         self._cond = threading.Condition()
@@ -38,12 +42,12 @@ class MicroBatcher:
         self.batches = 0  # forward passes made, and texts embedded by them (for benchmarks)
         self.texts = 0
 
-    def encode(self, text: str) -> np.ndarray:
+    def encode(self, text: Any) -> Any:
         slot = _Slot(text)
         with self._cond:
             self._queue.append(slot)
             self._cond.notify_all()
-            while slot.vector is None and slot.error is None:
+            while not slot.done:
                 if self._busy or self._worker:
                     self._cond.wait()
                     continue
@@ -94,9 +98,9 @@ class MicroBatcher:
             vectors = self._encode_many([slot.text for slot in batch])
         except BaseException as exc:  # every waiting caller gets the error, not a hang
             for slot in batch:
-                slot.error = exc
+                slot.error, slot.done = exc, True
             return
         self.batches += 1
         self.texts += len(batch)
         for slot, vector in zip(batch, vectors):
-            slot.vector = vector
+            slot.vector, slot.done = vector, True

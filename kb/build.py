@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import shutil
 import time
@@ -22,9 +21,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from kb.embed import Embedder, get_embedder
 from kb.faiss_store import FaissStore, current_folder
-from kb.ingest import Document, corpus_files, read_document
+from kb.ingest import Document, corpus_files, read_files
 from kb.prepare import Chunked, build_config, chunk_all, embed_chunked
-from kb.readers import UnreadableDocument
 from kb.settings import Settings
 from kb.store import PreparedDocument, StoreProblem, StoreUnwritable
 
@@ -173,7 +171,7 @@ def _open_or_create(root: Path, settings: Settings, force: bool, embedder: Embed
     folder = current_folder(root)
     if folder is not None:
         try:
-            old = FaissStore(folder, settings)
+            old = FaissStore(folder, settings, lazy=True)  # a sync that writes nothing needs no FAISS or BM25
         except StoreProblem as exc:
             reason = f"previous index unreadable, rebuilding everything: {exc}"
             log.warning(reason)
@@ -206,29 +204,10 @@ def _wanted(store: FaissStore, settings: Settings, documents: list[Document] | N
     if documents is not None:
         return list(documents), {}, []
     known = {} if fresh else store.file_stats()
-    found, read, seen = [], {}, set()
-    ids: dict[str, str] = {}
-    for relative, path, stat in corpus_files(Path(settings.corpus_dir)):
-        seen.add(relative)
-        if known.get(relative) == stat:
-            continue  # unchanged since it was last read: not even opened
-        try:
-            if stat[0] > settings.max_document_mb * 2**20:
-                raise UnreadableDocument(f"{stat[0] / 2**20:.1f} MiB is over the {settings.max_document_mb} MiB limit "
-                                         "(KB_MAX_DOCUMENT_MB)")
-            documents_in_file = read_document(path, relative, settings.max_document_mb * 2**20)
-        except (UnreadableDocument, OSError) as exc:
-            log.warning("skipped %s: %s", path, exc)
-            report.skipped_files.append(relative)
-            continue
-        for document in documents_in_file:
-            if document.id in ids:  # two files give one id (a .jsonl's own ids): the later one is disambiguated
-                suffix = hashlib.sha1(relative.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-                document = Document(f"{document.id}-{suffix}", document.title,
-                                    document.source, document.text, document.metadata, document.path)
-            ids[document.id] = relative
-            found.append(document)
-        read[relative] = stat
+    listed = list(corpus_files(Path(settings.corpus_dir)))
+    seen = {relative for relative, _, _ in listed}
+    changed = [entry for entry in listed if known.get(entry[0]) != entry[2]]  # unchanged files are not even opened
+    found, read = read_files(changed, report.skipped_files, settings.max_document_mb * 2**20)
     gone = [path for path in known if path not in seen]
     return found, read, gone
 

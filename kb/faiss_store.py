@@ -71,7 +71,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 class FaissStore(Store):
-    def __init__(self, folder: Path, settings: Settings, memory: MemoryIndex | None = None) -> None:
+    def __init__(self, folder: Path, settings: Settings, memory: MemoryIndex | None = None, lazy: bool = False) -> None:
+        """Open a store folder; its in-memory indexes load now, or with ``lazy`` on first use."""
         self.folder = Path(folder)
         self.location = str(self.folder)
         self.settings = settings
@@ -84,10 +85,22 @@ class FaissStore(Store):
         self.db.meta()  # a damaged file says so now, not at the first search
         self._catch_up_lock = threading.Lock()
         self._maintenance: threading.Thread | None = None
-        self._checkpointed = 0
         self._checked = 0.0
-        self.memory = memory or self._open_memory()
-        self._checkpointed = self.memory.seq
+        self._memory = memory  # loaded on first use: a sync with nothing to write never builds it
+        self._checkpointed = memory.seq if memory is not None else 0
+        if not lazy:
+            self.memory
+
+    @property
+    def memory(self) -> MemoryIndex:
+        """The in-memory FAISS and BM25 indexes, loaded (checkpoint, then the log after it) on first use."""
+        if self._memory is None:
+            with self._catch_up_lock:
+                if self._memory is None:
+                    memory = self._open_memory()
+                    self._checkpointed = memory.seq
+                    self._memory = memory
+        return self._memory
 
     # ---- opening and creating -------------------------------------------------------------
 
@@ -189,8 +202,9 @@ class FaissStore(Store):
         if not force and now - self._checked < POLL_SECONDS:
             return
         self._checked = now
+        self.memory  # loaded first (it takes the same lock)
         with self._catch_up_lock:
-            self._catch_up(self.memory)
+            self._catch_up(self._memory)
         self._maybe_maintain()
 
     def _catch_up(self, memory: MemoryIndex) -> None:
@@ -234,7 +248,7 @@ class FaissStore(Store):
         fresh = self._build_memory()
         with self._catch_up_lock:
             self._catch_up(fresh)
-            self.memory = fresh
+            self._memory = fresh
         log.info("rebuilt the in-memory index (%s, %d passages) in %.1fs", fresh.spec["type"], fresh.live,
                  time.perf_counter() - began)
         self.checkpoint()

@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from kb.readers import READERS, Parsed, UnreadableDocument, metadata_problem, reader_for
 
@@ -26,7 +26,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"  # and no ".." (see valid_id)
 _VALID_ID = re.compile(ID_PATTERN)
 
 __all__ = ["Document", "UnreadableDocument", "read_corpus", "read_document", "documents_from", "valid_id",
-           "doc_id_for", "slug", "content_hash", "corpus_files"]
+           "doc_id_for", "slug", "content_hash", "corpus_files", "read_files"]
 
 
 @dataclass(frozen=True)
@@ -87,22 +87,26 @@ def doc_id_for(relative_path: str) -> str:
 
 
 def read_corpus(corpus_dir: Path, skipped: list[str] | None = None, max_bytes: int | None = None) -> list[Document]:
-    """Every supported file under corpus_dir, sorted by path.
+    """Every supported file under corpus_dir, sorted by path (see ``read_files``)."""
+    documents, _ = read_files(corpus_files(corpus_dir), skipped, max_bytes)
+    return documents
 
-    Unreadable files, and files over ``max_bytes``, are skipped with a warning naming them,
-    and their paths appended to ``skipped``.
+
+def read_files(files: Iterable[tuple[str, Path, tuple[int, int]]], skipped: list[str] | None = None,
+               max_bytes: int | None = None) -> tuple[list[Document], dict[str, tuple[int, int]]]:
+    """The documents of these corpus files, and the (size, mtime_ns) of each file read.
+
+    Unreadable files, and files over ``max_bytes``, are skipped with a warning naming them, and
+    their paths appended to ``skipped``. When two files give one id (a .jsonl's own ids), the
+    later is disambiguated by a hash of its path.
     """
-    corpus_dir = Path(corpus_dir)
-    if not corpus_dir.is_dir():
-        raise FileNotFoundError(f"corpus folder {corpus_dir} does not exist (set KB_CORPUS_DIR)")
     documents: list[Document] = []
-    seen: dict[str, Path] = {}
-    for path in _iter_files(corpus_dir):
-        rel = path.relative_to(corpus_dir).as_posix()
+    read: dict[str, tuple[int, int]] = {}
+    seen: dict[str, str] = {}
+    for rel, path, stat in files:
         try:
-            size = path.stat().st_size
-            if max_bytes is not None and size > max_bytes:
-                raise UnreadableDocument(f"{size / 2**20:.1f} MiB is over the {max_bytes / 2**20:.0f} MiB limit "
+            if max_bytes is not None and stat[0] > max_bytes:
+                raise UnreadableDocument(f"{stat[0] / 2**20:.1f} MiB is over the {max_bytes / 2**20:.0f} MiB limit "
                                          "(KB_MAX_DOCUMENT_MB)")
             found = read_document(path, rel, max_bytes)
         except (UnreadableDocument, OSError) as exc:
@@ -112,15 +116,15 @@ def read_corpus(corpus_dir: Path, skipped: list[str] | None = None, max_bytes: i
             continue
         for document in found:
             if document.id in seen:
-                # Two files give the same id: keep both, the later disambiguated by a path hash.
-                suffix = hashlib.sha1(rel.encode()).hexdigest()[:8]
+                suffix = hashlib.sha1(rel.encode("utf-8", "surrogatepass")).hexdigest()[:8]
                 log.warning("%s: id %s is taken by %s; using %s-%s", path, document.id, seen[document.id],
                             document.id, suffix)
                 document = Document(f"{document.id}-{suffix}", document.title, document.source, document.text,
                                     document.metadata, document.path)
-            seen[document.id] = path
+            seen[document.id] = rel
             documents.append(document)
-    return documents
+        read[rel] = stat
+    return documents, read
 
 
 def corpus_files(corpus_dir: Path) -> Iterator[tuple[str, Path, tuple[int, int]]]:

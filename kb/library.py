@@ -10,10 +10,10 @@ writing clients do not serialize into four updates. While a write embeds, querie
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+from kb.batching import MicroBatcher
 from kb.build import BuildReport
 from kb.files import remove_durably, write_atomically
 from kb.ingest import Document, documents_from, slug, valid_id
@@ -38,26 +38,23 @@ class DocumentError(ValueError):
         self.code, self.message = code, message
 
 
-class _Pending:
-    __slots__ = ("documents", "report", "error", "done")
-
-    def __init__(self, documents: list[Document]) -> None:
-        self.documents = documents
-        self.report: BuildReport | None = None
-        self.error: BaseException | None = None
-        self.done = False
-
-
 class Library:
     def __init__(self, settings: Settings, embedder: Any, store: Callable[[], Store]) -> None:
         self.settings = settings
         self.embedder = embedder
         self._store = store  # the current store (a server's follows full rebuilds)
-        self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
-        self._writing = False
-        self.groups = 0  # store updates made, and writes they carried (for tests and benchmarks)
-        self.writes = 0
+        # Writes waiting at the moment the writer frees up are stored together, as queries are embedded together.
+        self._writer = MicroBatcher(self._write_group, max_batch=10_000)
+
+    @property
+    def groups(self) -> int:
+        """Store updates made (for tests and benchmarks)."""
+        return self._writer.batches
+
+    @property
+    def writes(self) -> int:
+        """Writes those updates carried."""
+        return self._writer.texts
 
     @property
     def corpus(self) -> Path:
@@ -143,59 +140,35 @@ class Library:
     # ---- grouped writes -------------------------------------------------------------------
 
     def _submit(self, documents: list[Document]) -> BuildReport:
-        pending = _Pending(documents)
-        with self._cond:
-            self._queue.append(pending)
-            while not pending.done:
-                if self._writing:
-                    self._cond.wait()
-                    continue
-                group, self._queue = self._queue, []
-                self._writing = True
-                self._cond.release()
-                try:
-                    self._write_group(group)
-                finally:
-                    self._cond.acquire()
-                    self._writing = False
-                    self._cond.notify_all()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.report is not None
-        return pending.report
-
-    def _write_group(self, group: list[_Pending]) -> None:
-        store = self._store()
         try:
-            latest: dict[str, Document] = {}  # the last write of an id in the group wins, whole
-            for pending in group:
-                for document in pending.documents:
-                    latest[document.id] = document
-            known = store.fingerprints(list(latest))
-            fresh = [d for d in latest.values() if known.get(d.id) != (d.content_hash, d.path)]
-            prepared = prepare(fresh, self.embedder, self.settings, slice_size=WRITE_SLICE)
-            store.add(prepared)
-            embedded = {p.document.id: len(p.passages) for p in prepared}
-            documents, passages = store.snapshot().counts()
-            self.groups += 1
-            self.writes += len(group)
+            return self._writer.encode(documents)
         except StoreUnwritable as exc:
-            for pending in group:
-                pending.error, pending.done = DocumentError("storage_unwritable", str(exc)), True
-            return
-        except BaseException as exc:  # every waiting writer gets the error, not a hang
-            for pending in group:
-                pending.error, pending.done = exc, True
-            return
-        for pending in group:
-            report = BuildReport(written=True, reason="documents written", documents=documents, passages=passages)
-            for document in pending.documents:
+            raise DocumentError("storage_unwritable", str(exc)) from None
+
+    def _write_group(self, group: Sequence[list[Document]]) -> list[BuildReport]:
+        """One store transaction for every write in the group; a report for each write."""
+        store = self._store()
+        latest: dict[str, Document] = {}  # the last write of an id in the group wins, whole
+        for documents in group:
+            for document in documents:
+                latest[document.id] = document
+        known = store.fingerprints(list(latest))
+        fresh = [d for d in latest.values() if known.get(d.id) != (d.content_hash, d.path)]
+        prepared = prepare(fresh, self.embedder, self.settings, slice_size=WRITE_SLICE)
+        store.add(prepared)
+        embedded = {p.document.id: len(p.passages) for p in prepared}
+        counts = store.snapshot().counts()
+        reports = []
+        for documents in group:
+            report = BuildReport(written=True, reason="documents written", documents=counts[0], passages=counts[1])
+            for document in documents:
                 if document.id in embedded:
                     (report.changed if document.id in known else report.added).append(document.id)
                     report.passages_embedded += embedded[document.id]
                 else:
                     report.unchanged.append(document.id)
-            pending.report, pending.done = report, True
+            reports.append(report)
+        return reports
 
 
 def check_file_name(name: str) -> str:

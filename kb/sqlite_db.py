@@ -185,13 +185,6 @@ class RecordDB:
                           " ORDER BY id LIMIT ? OFFSET ?", (limit, offset))
         return total, [_document(row) for row in rows]
 
-    def document_lengths(self, ids: Sequence[str]) -> dict[str, int]:
-        found = {}
-        for chunk in _chunks(list(ids), 500):
-            marks = ",".join("?" * len(chunk))
-            found.update(self._read(f"SELECT id, length FROM documents WHERE id IN ({marks})", chunk))
-        return found
-
     def fingerprints(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
         if ids is None:
             return {doc_id: (hash_, path) for doc_id, hash_, path in self._read("SELECT id, hash, path FROM documents")}

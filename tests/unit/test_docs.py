@@ -39,7 +39,7 @@ def test_the_readme_lists_every_error_code():
 
 
 def test_nothing_in_the_repository_reads_outside_it():
-    """A user's clone has nothing beside it: no test, benchmark or build file may reach for ../shared."""
+    """A user's clone has nothing beside it: no test, benchmark or build file may reach outside the repository."""
     outside = re.compile(r"""\.\./shared|parent\s*/\s*["']shared["']|/work/shared""")
     offenders = []
     for path in REPO.rglob("*"):
