@@ -1,6 +1,6 @@
 """What a write costs, and what searches feel meanwhile, against a real `kb serve` over HTTP.
 
-    .venv/bin/python benchmarks/writes.py [--sizes 1000,10000,100000] [--writes 30] [--quality]
+    .venv/bin/python benchmarks/writes.py [--sizes 1000,10000,100000] [--embedding process,inline] [--writes 30] [--quality]
 
 For each size, a store of that many passages of real text is made: the Cranfield abstracts,
 embedded once with the real model, then repeated under new ids (their vectors, terms and
@@ -11,7 +11,8 @@ started on it, and in one run it measures:
 - search latency during a stream of writes (one client writing without pause);
 - search latency during one large upload (a 5 MB text file) and how long that upload took;
 - write throughput with 1 and 4 writing clients (concurrent writes are grouped);
-- the server's resident memory before and after the writes, and its peak.
+- the server's resident memory before and after the writes, and its peak (with its embedding worker's);
+each size is measured once per `KB_WRITE_EMBEDDING` given (a worker process, or inline in the server).
 With --quality, it also loads the 1,400 Cranfield documents by 1,400 single-document API
 writes into an empty server and compares hybrid nDCG@10 with one `kb build` of the same
 documents, in the same run.
@@ -131,13 +132,23 @@ def note(n: int, label: str) -> bytes:
                        "text": f"Note {n}: a small wind tunnel test of a delta wing at Mach {n % 7 + 1}."}).encode()
 
 
-def measure(size: int, prepared: list[PreparedDocument], questions: list[str], writes: int, work: Path) -> dict:
-    folder = work / f"store-{size}"
+def children_mb(pid: int, field: str) -> float:
+    """Memory of a process's children (the embedding worker), MiB."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += status_mb(int(child), field)
+    return total
+
+
+def measure(size: int, prepared: list[PreparedDocument], questions: list[str], writes: int, work: Path,
+            embedding: str) -> dict:
+    folder = work / f"store-{size}-{embedding}"
     shutil.rmtree(folder, ignore_errors=True)
     began = time.perf_counter()
     passages = make_store(folder, size, prepared)
     made = time.perf_counter() - began
-    process, port = start(folder)
+    process, port = start(folder, {"KB_WRITE_EMBEDDING": embedding})
     try:
         searches(port, questions, "warm", limit=10)
         rss_before = status_mb(process.pid, "VmRSS")
@@ -202,11 +213,13 @@ def measure(size: int, prepared: list[PreparedDocument], questions: list[str], w
 
         one_client, four_clients = clients(1, 12), clients(4, 12)
         rss_after, peak = status_mb(process.pid, "VmRSS"), status_mb(process.pid, "VmHWM")
+        worker_rss, worker_peak = children_mb(process.pid, "VmRSS"), children_mb(process.pid, "VmHWM")
     finally:
         process.terminate()
         process.wait(timeout=60)
     index_mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
-    return {"passages": passages, "made_s": made, "idle": idle, "write": write_ms, "delete": delete_ms,
+    return {"passages": passages, "embedding": embedding, "worker_rss": worker_rss, "worker_peak": worker_peak,
+            "made_s": made, "idle": idle, "write": write_ms, "delete": delete_ms,
             "during_writes": during_writes, "streamed": streamed, "during_upload": during_upload, "upload": upload,
             "writes_per_s_1": one_client, "writes_per_s_4": four_clients, "rss_before": rss_before,
             "rss_after": rss_after, "peak": peak, "index_mb": index_mb}
@@ -250,6 +263,7 @@ def quality(prepared_collection, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,10000,100000", help="passages; 'none' for --quality alone")
+    parser.add_argument("--embedding", default="process,inline", help="KB_WRITE_EMBEDDING values to compare")
     parser.add_argument("--writes", type=int, default=30)
     parser.add_argument("--quality", action="store_true")
     parser.add_argument("--work", default=None)
@@ -266,19 +280,22 @@ def main() -> None:
         print(f"embedded {sum(len(p.passages) for p in prepared)} Cranfield passages in "
               f"{time.perf_counter() - began:.0f} s")
         questions = list(collection.queries.values())
-        rows = [measure(size, prepared, questions, args.writes, work) for size in sizes]
-    print("\n| passages | write p50 / p95 ms | delete p50 / p95 ms | search idle p50 / p95 / max ms "
+        rows = [measure(size, prepared, questions, args.writes, work, embedding)
+                for size in sizes for embedding in args.embedding.split(",")]
+    print("\n| passages | writes embedded | write p50 / p95 ms | delete p50 / p95 ms | search idle p50 / p95 / max ms "
           "| during writes | during 5 MB upload | upload s | writes/s 1 client / 4 clients |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['passages']:,} | {statistics.median(r['write']):.0f} / {percentile(r['write'], 0.95):.0f} "
+        print(f"| {r['passages']:,} | {r['embedding']} | {statistics.median(r['write']):.0f} / {percentile(r['write'], 0.95):.0f} "
               f"| {statistics.median(r['delete']):.0f} / {percentile(r['delete'], 0.95):.0f} | {summary(r['idle'])} "
               f"| {summary(r['during_writes'])} | {summary(r['during_upload'])} | {r['upload'].get('ms', 0) / 1000:.0f} "
               f"| {r['writes_per_s_1']:.1f} / {r['writes_per_s_4']:.1f} |")
-    print("\n| passages | server RSS before writes MiB | after | peak | store on disk MiB (every file) | set-up s |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| passages | writes embedded | server RSS before writes MiB | after | peak | worker RSS / peak MiB "
+          "| store on disk MiB (every file) | set-up s |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['passages']:,} | {r['rss_before']:.0f} | {r['rss_after']:.0f} | {r['peak']:.0f} "
+        print(f"| {r['passages']:,} | {r['embedding']} | {r['rss_before']:.0f} | {r['rss_after']:.0f} | {r['peak']:.0f} "
+              f"| {r['worker_rss']:.0f} / {r['worker_peak']:.0f} "
               f"| {r['index_mb']:.0f} | {r['made_s']:.0f} |")
     if args.quality:
         quality(collection, work)

@@ -20,7 +20,8 @@ from kb.ingest import Document, documents_from, slug, valid_id
 from kb.prepare import prepare
 from kb.readers import UnreadableDocument, parse_record, reader_for
 from kb.settings import Settings
-from kb.store import Store, StoreUnwritable
+from kb.store import PreparedDocument, Store, StoreUnavailable, StoreUnwritable
+from kb.write_worker import WorkerFailed
 
 UPLOAD_FOLDER = "uploads"  # `kb add` copies files into corpus/uploads/
 WRITE_SLICE = 8  # passages embedded per hold of the model while a server writes (queries pass between slices)
@@ -38,11 +39,19 @@ class DocumentError(ValueError):
         self.code, self.message = code, message
 
 
+Preparer = Callable[[Sequence[Document], Settings], list[PreparedDocument]]
+
+
 class Library:
-    def __init__(self, settings: Settings, embedder: Any, store: Callable[[], Store]) -> None:
+    def __init__(self, settings: Settings, embedder: Any, store: Callable[[], Store],
+                 preparer: Preparer | None = None) -> None:
+        """``preparer`` chunks and embeds a write's documents (a server passes its worker process's);
+        by default they are embedded here, a slice at a time, queries first."""
         self.settings = settings
         self.embedder = embedder
         self._store = store  # the current store (a server's follows full rebuilds)
+        self._prepare = preparer or (lambda documents, settings: prepare(documents, embedder, settings,
+                                                                          slice_size=WRITE_SLICE))
         # Writes waiting at the moment the writer frees up are stored together, as queries are embedded together.
         self._writer = MicroBatcher(self._write_group, max_batch=10_000)
 
@@ -128,6 +137,8 @@ class Library:
                 store.record_files({stored.path: None})
         except StoreUnwritable as exc:
             raise DocumentError("index_unwritable", f"the document is not deleted: {exc}") from None
+        except StoreUnavailable as exc:
+            raise DocumentError("store_unavailable", f"the document is not deleted: {exc}") from None
         report = BuildReport(removed=[doc_id], written=True, reason="document deleted")
         report.documents, report.passages = store.snapshot().counts()
         return report
@@ -144,6 +155,8 @@ class Library:
             return self._writer.encode(documents)
         except StoreUnwritable as exc:
             raise DocumentError("storage_unwritable", str(exc)) from None
+        except StoreUnavailable as exc:
+            raise DocumentError("store_unavailable", str(exc)) from None
 
     def _write_group(self, group: Sequence[list[Document]]) -> list[BuildReport]:
         """One store transaction for every write in the group; a report for each write."""
@@ -154,7 +167,10 @@ class Library:
                 latest[document.id] = document
         known = store.fingerprints(list(latest))
         fresh = [d for d in latest.values() if known.get(d.id) != (d.content_hash, d.path)]
-        prepared = prepare(fresh, self.embedder, self.settings, slice_size=WRITE_SLICE)
+        try:
+            prepared = self._prepare(fresh, self.settings) if fresh else []
+        except WorkerFailed as exc:
+            raise DocumentError("embedding_failed", f"{exc}; nothing was stored, try again") from None
         store.add(prepared)
         embedded = {p.document.id: len(p.passages) for p in prepared}
         counts = store.snapshot().counts()

@@ -16,6 +16,7 @@ MODES = ("hybrid", "dense", "keyword")
 FUSIONS = ("zscore", "minmax", "rrf")
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 PRECISIONS = ("auto", "float32", "bfloat16")
+WRITE_EMBEDDINGS = ("process", "inline")
 
 
 def _setting(default: Any, env: str, help: str) -> Any:
@@ -76,6 +77,11 @@ class Settings:
     checkpoint_every: int = _setting(
         200, "KB_CHECKPOINT_EVERY",
         "Writes after which the in-memory indexes are saved in the background, so a restart replays only what follows.",
+    )
+    write_embedding: str = _setting(
+        "process", "KB_WRITE_EMBEDDING",
+        "Where `kb serve` embeds API writes: process (a worker process of lower CPU priority, so searches never wait "
+        "for an upload) or inline (in the server, one small slice at a time, queries first).",
     )
     api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
     read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads (search, documents, the page) need; none set: reads are open.")
@@ -141,6 +147,8 @@ class Settings:
             raise ValueError(f"KB_QUERY_BATCH must be at least 1, got {self.query_batch}")
         if self.checkpoint_every < 1:
             raise ValueError(f"KB_CHECKPOINT_EVERY must be at least 1, got {self.checkpoint_every}")
+        if self.write_embedding not in WRITE_EMBEDDINGS:
+            raise ValueError(f"KB_WRITE_EMBEDDING must be one of {', '.join(WRITE_EMBEDDINGS)}, got {self.write_embedding!r}")
         if self.batch_size < 1:
             raise ValueError(f"KB_BATCH_SIZE must be at least 1, got {self.batch_size}")
         return self

@@ -127,5 +127,10 @@ def _load(app: Flask, settings: Settings, prepare: Callable[[], None] | None = N
 def _install(app: Flask, settings: Settings, searcher) -> None:
     from kb.library import Library
 
-    app.extensions["kb_library"] = Library(settings, searcher.embedder, store=lambda: searcher.store)
+    preparer = None
+    if settings.api_key and settings.write_embedding == "process":  # no key: writes are off, no worker needed
+        from kb.write_worker import get_write_worker
+
+        preparer = get_write_worker(settings.model, settings.precision).prepare
+    app.extensions["kb_library"] = Library(settings, searcher.embedder, store=lambda: searcher.store, preparer=preparer)
     app.extensions["kb"] = searcher

@@ -24,7 +24,7 @@ def _library():
 STATUS = {
     "invalid_document": 400, "invalid_id": 400, "invalid_name": 400, "name_too_long": 400,
     "not_found": 404, "id_taken": 409, "shared_file": 409, "unsupported_type": 415, "unreadable_document": 422,
-    "storage_unwritable": 507, "index_unwritable": 507,
+    "storage_unwritable": 507, "index_unwritable": 507, "embedding_failed": 503, "store_unavailable": 503,
 }
 
 
