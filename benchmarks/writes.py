@@ -9,7 +9,8 @@ started on it, and in one run it measures:
 - search latency, idle: distinct questions (a Cranfield query with a number), p50/p95/max;
 - write latency of a one-passage document through the API, p50/p95, and delete latency;
 - search latency during a stream of writes (one client writing without pause);
-- search latency during one large upload (a 5 MB text file) and how long that upload took;
+- search latency during one large upload (a text file of --upload-mb, 5 MB by default) and how long that
+  upload took;
 - write throughput with 1 and 4 writing clients (concurrent writes are grouped);
 - the server's resident memory before and after the writes, and its peak (with its embedding worker's);
 each size is measured once per `KB_WRITE_EMBEDDING` given (a worker process, or inline in the server).
@@ -109,8 +110,9 @@ def request(port: int, method: str, path: str, body: bytes | None = None, conten
     return response.status, (time.perf_counter() - began) * 1000
 
 
-def searches(port: int, questions: list[str], label: str, stop: threading.Event | None = None, limit: int = 100):
-    """Distinct questions one after another (until ``stop`` when given); latencies in ms."""
+def searches(port: int, questions: list[str], label: str, stop: threading.Event | None = None, limit: int = 100,
+             pause: float = 0.0):
+    """Distinct questions one after another, ``pause`` s apart (until ``stop`` when given); latencies in ms."""
     times, n = [], 0
     while n < limit if stop is None else not stop.is_set():
         q = f"{questions[n % len(questions)]} ({label} {n})"
@@ -118,6 +120,8 @@ def searches(port: int, questions: list[str], label: str, stop: threading.Event 
         assert status == 200, status
         times.append(ms)
         n += 1
+        if pause:
+            time.sleep(pause)
     return times
 
 
@@ -142,7 +146,7 @@ def children_mb(pid: int, field: str) -> float:
 
 
 def measure(size: int, prepared: list[PreparedDocument], questions: list[str], writes: int, work: Path,
-            embedding: str) -> dict:
+            embedding: str, upload_mb: float, pause: float) -> dict:
     folder = work / f"store-{size}-{embedding}"
     shutil.rmtree(folder, ignore_errors=True)
     began = time.perf_counter()
@@ -151,6 +155,8 @@ def measure(size: int, prepared: list[PreparedDocument], questions: list[str], w
     process, port = start(folder, {"KB_WRITE_EMBEDDING": embedding})
     try:
         searches(port, questions, "warm", limit=10)
+        assert request(port, "POST", "/api/documents", note(0, "warm"))[0] == 201  # the write worker is loaded
+        assert request(port, "DELETE", "/api/documents/warm-0")[0] == 200
         rss_before = status_mb(process.pid, "VmRSS")
         idle = searches(port, questions, "idle")
         write_ms, delete_ms = [], []
@@ -179,7 +185,7 @@ def measure(size: int, prepared: list[PreparedDocument], questions: list[str], w
         writer.join()
 
         big = " ".join(f"Paragraph {i} of a long report on boundary layers, wings and heat transfer at high speed."
-                       for i in range(60000)).encode()[: 5 * 2**20]
+                       for i in range(int(12000 * upload_mb) + 1)).encode()[: int(upload_mb * 2**20)]
         boundary = "kb-bench"
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n"
                 f"Content-Type: text/plain\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
@@ -195,7 +201,7 @@ def measure(size: int, prepared: list[PreparedDocument], questions: list[str], w
         stop_upload = threading.Event()
         watcher = threading.Thread(target=lambda: (uploader.join(), stop_upload.set()))
         watcher.start()
-        during_upload = searches(port, questions, "upload", stop=stop_upload)
+        during_upload = searches(port, questions, "upload", stop=stop_upload, pause=pause)
         watcher.join()
 
         def clients(count: int, per_client: int) -> float:
@@ -265,6 +271,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000", help="passages; 'none' for --quality alone")
     parser.add_argument("--embedding", default="process,inline", help="KB_WRITE_EMBEDDING values to compare")
     parser.add_argument("--writes", type=int, default=30)
+    parser.add_argument("--upload-mb", type=float, default=5.0, help="size of the large upload")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds between searches during the upload (0: back to back, which starves a "
+                             "lower-priority worker of CPU)")
     parser.add_argument("--quality", action="store_true")
     parser.add_argument("--work", default=None)
     args = parser.parse_args()
@@ -280,10 +290,11 @@ def main() -> None:
         print(f"embedded {sum(len(p.passages) for p in prepared)} Cranfield passages in "
               f"{time.perf_counter() - began:.0f} s")
         questions = list(collection.queries.values())
-        rows = [measure(size, prepared, questions, args.writes, work, embedding)
+        rows = [measure(size, prepared, questions, args.writes, work, embedding, args.upload_mb, args.pause)
                 for size in sizes for embedding in args.embedding.split(",")]
+    print(f"\n(large upload: {args.upload_mb:g} MB; searches during it {args.pause:g} s apart)")
     print("\n| passages | writes embedded | write p50 / p95 ms | delete p50 / p95 ms | search idle p50 / p95 / max ms "
-          "| during writes | during 5 MB upload | upload s | writes/s 1 client / 4 clients |")
+          "| during writes | during the large upload | upload s | writes/s 1 client / 4 clients |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['passages']:,} | {r['embedding']} | {statistics.median(r['write']):.0f} / {percentile(r['write'], 0.95):.0f} "

@@ -4,8 +4,9 @@ Queries and writes then share neither the model's threads nor Python's interpret
 operating system runs a query's encoding first whenever both want the cores (the worker runs
 at ``nice`` +10), and a 5 MB upload's chunking no longer holds the lock the request threads
 need. The worker is a plain child process (``python -m kb.write_worker``) with its own copy of
-the model, fed pickled documents over a pipe; it exits when the pipe closes, so it never
-outlives the server, however the server ends. One worker serves a whole process.
+the model, fed pickled documents over a pipe; it exits when the pipe closes, and it watches its
+parent, so it never outlives the server, however the server ends, even in the middle of a long
+write. One worker serves a whole process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from typing import IO, Any, Sequence
 
 from kb.ingest import Document
@@ -131,6 +133,7 @@ def main() -> None:
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the reply stream
     requests = sys.stdin.buffer
     os.nice(NICENESS)
+    threading.Thread(target=_follow, args=(os.getppid(),), name="kb-follow-server", daemon=True).start()
     model, precision = sys.argv[1], sys.argv[2]
     try:
         from kb.embed import get_embedder
@@ -153,6 +156,13 @@ def main() -> None:
                 send(replies, ("error", exc))
             except Exception:  # an exception that does not pickle
                 send(replies, ("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def _follow(server: int) -> None:
+    """Exit as soon as the server is gone, even in the middle of a long write (its pipe closes only after)."""
+    while os.getppid() == server:
+        time.sleep(0.5)
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ def test_searches_never_fail_while_documents_come_and_go(tmp_path, embedder):
                 range(1, len(scores) + 1)
             ):
                 failures.append("results out of order")
+            time.sleep(0.1)  # four people searching, not four loops: the writes' worker runs at lower priority
 
     threads = [threading.Thread(target=searcher) for _ in range(4)]
     try:
