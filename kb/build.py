@@ -24,7 +24,7 @@ from kb.faiss_store import FaissStore, current_folder
 from kb.ingest import Document, corpus_files, read_files
 from kb.prepare import Chunked, build_config, chunk_all, embed_chunked
 from kb.settings import Settings
-from kb.store import PreparedDocument, StoreProblem, StoreUnwritable
+from kb.store import PreparedDocument, Store, StoreMismatch, StoreMissing, StoreProblem, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,13 @@ def build_index(
     if documents is None and not Path(settings.corpus_dir).is_dir():
         raise FileNotFoundError(f"corpus folder {settings.corpus_dir} does not exist (set KB_CORPUS_DIR)")
     with build_lock(root):
-        _remove_unfinished(root)
-        store, reason, carried = _open_or_create(root, settings, force, embedder)
-        fresh = current_folder(root) != store.folder
+        if settings.store == "postgres":
+            store, reason, carried = _open_or_reset_database(settings, force, embedder)
+            fresh = False
+        else:
+            _remove_unfinished(root)
+            store, reason, carried = _open_or_create(root, settings, force, embedder)
+            fresh = current_folder(root) != store.folder
         try:
             wanted, files_read, files_gone = _wanted(store, settings, documents, report, fresh)
             try:
@@ -125,7 +129,7 @@ def _remove_unfinished(root: Path) -> None:
         link.unlink(missing_ok=True)
 
 
-def _sync(store: FaissStore, settings: Settings, embedder: Embedder | None, progress: ProgressFactory | None,
+def _sync(store: Store, settings: Settings, embedder: Embedder | None, progress: ProgressFactory | None,
           report: BuildReport, documents: list[Document] | None, wanted: list[Document],
           files_read: dict[str, tuple[int, int]], files_gone: list[str], fresh: bool) -> None:
     fingerprints = store.fingerprints()
@@ -155,12 +159,12 @@ def _sync(store: FaissStore, settings: Settings, embedder: Embedder | None, prog
         store.delete(report.removed)
     store.record_files({**files_read, **{path: None for path in files_gone}})
     report.written = bool(to_write or report.removed or fresh)
-    if report.written:
+    if report.written and isinstance(store, FaissStore):
         store.checkpoint()
     if fresh:
         store.make_current()
-    report.documents, report.passages = store.db.counts()
-    report.index_path = str(store.folder)
+    report.documents, report.passages = store.counts()
+    report.index_path = store.location
 
 
 def _open_or_create(root: Path, settings: Settings, force: bool, embedder: Embedder | None
@@ -188,7 +192,39 @@ def _open_or_create(root: Path, settings: Settings, force: bool, embedder: Embed
     return FaissStore.create(root, settings, settings.model, embedder.dimension, config), reason, carried
 
 
-def _api_documents(store: FaissStore) -> list[Document]:
+def _open_or_reset_database(settings: Settings, force: bool, embedder: Embedder | None
+                            ) -> tuple[Store, str, list[Document]]:
+    """The database store (its tables created when missing); emptied first when the model or chunk
+    settings changed (or with ``force``), with the API's documents to carry over.
+
+    Searches see the store fill up again during such a rebuild (a FAISS rebuild builds a new store
+    beside the old one instead); the README says so.
+    """
+    from kb.pg_store import PostgresStore
+
+    config = build_config(settings)
+    try:
+        store = PostgresStore(settings)
+    except StoreMissing:
+        embedder = embedder or get_embedder(settings.model, settings.precision)
+        return PostgresStore.create(settings, settings.model, embedder.dimension, config), "no previous index", []
+    if store.config == config and store.model == settings.model and not force:
+        return store, "documents changed", []
+    embedder = embedder or get_embedder(settings.model, settings.precision)
+    if embedder.dimension != store.dimension:
+        store.close()
+        raise StoreMismatch(f"{store.location} holds {store.dimension}-dimension vectors and {settings.model} makes "
+                            f"{embedder.dimension}: run `kb db reset` (it deletes every document, the API's too), "
+                            "then `kb build`")
+    reason = "forced full rebuild" if store.config == config else \
+        f"settings changed ({_config_change(store.config, config)}), re-embedding everything"
+    log.warning(reason)
+    carried = _api_documents(store)
+    store.reset(settings.model, config)
+    return store, reason, carried
+
+
+def _api_documents(store: Store) -> list[Document]:
     """Documents sent through the API live only in the store: a rebuild must carry them over."""
     found = []
     for doc_id, (_, path) in store.fingerprints().items():
@@ -198,7 +234,7 @@ def _api_documents(store: FaissStore) -> list[Document]:
     return found
 
 
-def _wanted(store: FaissStore, settings: Settings, documents: list[Document] | None, report: BuildReport,
+def _wanted(store: Store, settings: Settings, documents: list[Document] | None, report: BuildReport,
             fresh: bool) -> tuple[list[Document], dict[str, tuple[int, int]], list[str]]:
     """(documents read, stats of the files read, corpus paths that are gone)."""
     if documents is not None:
@@ -212,7 +248,7 @@ def _wanted(store: FaissStore, settings: Settings, documents: list[Document] | N
     return found, read, gone
 
 
-def _write(store: FaissStore, settings: Settings, embedder: Embedder, documents: Sequence[Document],
+def _write(store: Store, settings: Settings, embedder: Embedder, documents: Sequence[Document],
            report: BuildReport, progress: ProgressFactory | None) -> None:
     """Chunk everything, then embed and store about COMMIT_BATCHES embedding batches per transaction."""
     chunked = chunk_all(documents, embedder, settings)

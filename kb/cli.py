@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from kb.settings import Settings, describe
@@ -97,7 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-json", action="store_true", help="log one JSON object a line (one line per request)")
     serve.set_defaults(run=_serve)
 
-    for command in (build, search, evaluate, add, remove, serve):
+    db = sub.add_parser("db", help="KB_STORE=postgres: create, upgrade or empty kb's tables; run a local PostgreSQL")
+    db.add_argument("action", choices=("init", "migrate", "status", "reset", "start-local", "stop-local"),
+                    help="init: create the tables (idempotent); migrate: apply missing schema versions; status: "
+                         "the schema version; reset: drop every table (needs --yes); start-local / stop-local: a "
+                         "PostgreSQL with pgvector in --data on 127.0.0.1:--pg-port (for development and tests)")
+    db.add_argument("--yes", action="store_true", help="with reset: yes, delete every document")
+    db.add_argument("--data", default=".pgdata", help="start-local / stop-local: the cluster's folder (default .pgdata)")
+    db.add_argument("--pg-port", type=int, default=55432, help="start-local: its port (default 55432)")
+    db.set_defaults(run=_db)
+
+    for command in (build, search, evaluate, add, remove, serve, db):
         command.add_argument("--index-dir", help="overrides KB_INDEX_DIR")
         command.add_argument("--model", help="overrides KB_MODEL")
         command.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -137,6 +148,66 @@ class _ProgressBars:
             bar.close()
 
 
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action in ("start-local", "stop-local"):
+        from kb.pg_local import ClusterError, LocalCluster
+
+        cluster = LocalCluster(Path(args.data), args.pg_port)
+        try:
+            if args.action == "stop-local":
+                cluster.stop()
+                print(f"stopped the PostgreSQL in {cluster.data}", file=sys.stderr)
+                return 0
+            cluster.ensure_running()
+        except ClusterError as exc:
+            print(f"kb: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"PostgreSQL with pgvector in {cluster.data}, listening on 127.0.0.1:{args.pg_port}", file=sys.stderr)
+        print(cluster.dsn())
+        return 0
+    import psycopg
+
+    from kb import pg_schema
+    from kb.pg_store import where_is
+
+    if not settings.pg_dsn:
+        print("kb: `kb db` needs KB_PG_DSN, the primary's connection string", file=sys.stderr)
+        return EXIT_USAGE
+    schema, where = settings.pg_schema, where_is(settings.pg_dsn)
+    try:
+        with psycopg.connect(settings.pg_dsn, connect_timeout=10) as conn:
+            if args.action == "status":
+                print(f"schema {schema} at {where}: version {pg_schema.version(conn, schema)} "
+                      f"(this kb: {pg_schema.LATEST})")
+                return 0
+            if args.action == "reset":
+                if not args.yes:
+                    print(f"kb: `kb db reset` deletes every document in schema {schema} at {where}, those sent "
+                          "through the API too: add --yes", file=sys.stderr)
+                    return EXIT_USAGE
+                pg_schema.drop(conn, schema)
+                print(f"dropped schema {schema} at {where}", file=sys.stderr)
+                return 0
+            meta = None
+            if args.action == "init" and pg_schema.version(conn, schema) == 0:
+                from kb.embed import get_embedder
+                from kb.prepare import build_config
+
+                meta = {"model": settings.model, "dimension": get_embedder(settings.model, settings.precision).dimension,
+                        "config": build_config(settings), "hnsw_m": settings.hnsw_m}
+            applied = pg_schema.migrate(conn, schema, meta)
+    except pg_schema.SchemaBehind as exc:
+        print(f"kb: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except psycopg.Error as exc:
+        print(f"kb: PostgreSQL at {where} is unreachable or refused: "
+              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}", file=sys.stderr)
+        return EXIT_FAILED
+    done = f"applied schema version(s) {', '.join(map(str, applied))}" if applied else "already up to date"
+    print(f"schema {schema} at {where}: {done} (version {pg_schema.LATEST})", file=sys.stderr)
+    return 0
+
+
 def _build(args: argparse.Namespace, settings: Settings) -> int:
     from kb.build import build_index
 
@@ -166,10 +237,10 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> int:
-    from kb.faiss_store import current_folder
     from kb.library import DocumentError
+    from kb.stores import store_exists
 
-    if current_folder(settings.index_dir) is None:
+    if not store_exists(settings):
         print(f"kb: no document with id {args.doc_ids[0]!r} (there is no index in {settings.index_dir}/ yet)",
               file=sys.stderr)
         return EXIT_FAILED
@@ -188,13 +259,13 @@ def _library(settings: Settings):
     """A Library on the current store (created empty when there is none yet)."""
     from kb.build import build_index
     from kb.embed import get_embedder
-    from kb.faiss_store import current_folder, open_current
     from kb.library import Library
+    from kb.stores import open_store, store_exists
 
     embedder = get_embedder(settings.model, settings.precision)
-    if current_folder(settings.index_dir) is None:
+    if not store_exists(settings):
         build_index(settings, embedder=embedder)
-    store = open_current(settings, expected_model=settings.model)
+    store = open_store(settings, expected_model=settings.model)
     return Library(settings, embedder, store=lambda: store)
 
 
@@ -209,10 +280,10 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from kb.embed import get_embedder
-    from kb.faiss_store import open_current
     from kb.search import Searcher
+    from kb.stores import open_store
 
-    store = open_current(settings, expected_model=settings.model)
+    store = open_store(settings, expected_model=settings.model)
     embedder = get_embedder(settings.model, settings.precision)
     searcher = Searcher(store, embedder, settings)
     began = time.perf_counter()
@@ -221,7 +292,9 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(answer.to_json(args.k, took_ms), ensure_ascii=False))
         return 0
-    if not store.snapshot().counts()[1]:
+    with store.snapshot() as snapshot:
+        empty = not snapshot.counts()[1]
+    if empty:
         print("The knowledge base is empty: put documents in the corpus folder and run `kb build`, "
               "or add one with `kb add FILE`.")
         return 0
@@ -250,10 +323,10 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     path = Path(args.dataset)
     if path.suffix == ".jsonl":
-        from kb.faiss_store import open_current
         from kb.questions import load_questions
+        from kb.stores import open_store
 
-        store = open_current(settings, expected_model=settings.model)  # before the model: a missing index is quick
+        store = open_store(settings, expected_model=settings.model)  # before the model: a missing index is quick
         embedder = get_embedder(settings.model, settings.precision)
         results, calibration = evaluate_questions(load_questions(path), store, embedder, settings, modes)
         if args.json:
@@ -301,7 +374,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"kb: {report.summary()}", file=sys.stderr, flush=True)
 
     # Listens at once: /api/health says 503 "loading" while the index is brought in line and loaded.
-    app = create_app(settings, background=True, prepare=bring_in_line)
+    # A database store is shared by stateless servers: `kb build`, run from one place, syncs the corpus into it.
+    app = create_app(settings, background=True, prepare=bring_in_line if settings.store == "faiss" else None)
     loading = app.extensions["kb"]
     # Headers up to 2 MiB reach the app, so an over-long query gets kb's own JSON error, not waitress's page.
     server = create_server(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb",

@@ -18,7 +18,7 @@ import pytrec_eval
 from kb.build import ProgressFactory, build_index
 from kb.datasets import Collection
 from kb.embed import Embedder
-from kb.faiss_store import open_current
+from kb.stores import evaluation_settings, open_store
 from kb.store import Store
 from kb.questions import Question, first_hit_rank
 from kb.search import Searcher
@@ -50,9 +50,13 @@ def evaluate_collection(
 
     ``progress`` is the same progress-bar factory `kb build` takes (the embedding can take minutes).
     """
-    eval_settings = settings.with_(index_dir=settings.index_dir / "eval" / collection.name)
+    eval_settings = evaluation_settings(settings, collection.name)
     build_index(eval_settings, embedder=embedder, documents=collection.documents, progress=progress)
-    return score_store(collection, open_current(eval_settings, expected_model=settings.model), embedder, settings, modes)
+    store = open_store(eval_settings, expected_model=settings.model)
+    try:
+        return score_store(collection, store, embedder, settings, modes)
+    finally:
+        store.close()
 
 
 def score_store(collection: Collection, store: Store, embedder: Embedder, settings: Settings,

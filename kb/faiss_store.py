@@ -32,8 +32,8 @@ from kb.filters import Filters
 from kb.memory import MemoryIndex
 from kb.settings import Settings
 from kb.sqlite_db import RecordDB
-from kb.store import (Candidates, PassageRecord, PreparedDocument, Snapshot, Store, StoreCorrupt, StoredDocument,
-                      StoreMismatch, StoreMissing, StoreProblem, StoreUnwritable)
+from kb.store import (Candidates, PassageRecord, PreparedDocument, Snapshot, Store, StoreCorrupt, StoreMismatch,
+                      StoreMissing, StoreProblem, StoreUnwritable, StoredDocument, check_dimension)
 from kb.vectors import ann_spec
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,7 @@ class FaissStore(Store):
     # ---- writes ---------------------------------------------------------------------------
 
     def add(self, documents: Sequence[PreparedDocument]) -> None:
-        for prepared in documents:
-            for passage in prepared.passages:
-                if len(passage.vector) != self.dimension:
-                    raise ValueError(f"a {len(passage.vector)}-dimension vector for a {self.dimension}-dimension store")
+        check_dimension(documents, self.dimension)
         if documents:
             self.db.write(documents, [])
             self.refresh(force=True)
@@ -189,6 +186,10 @@ class FaissStore(Store):
 
     def file_stats(self) -> dict[str, tuple[int, int]]:
         return self.db.file_stats()
+
+    def counts(self) -> tuple[int, int]:
+        """From the record alone: a build that wrote nothing never loads FAISS and BM25 for this."""
+        return self.db.counts()
 
     def snapshot(self) -> "FaissSnapshot":
         self.refresh()

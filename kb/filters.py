@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -37,11 +38,11 @@ class Filters:
         if self.sources and source not in self.sources:
             return False
         for key, value in self.metadata:
-            if key not in metadata or str(metadata[key]) != value:
+            if key not in metadata or metadata_text(metadata[key]) != value:
                 return False
         if self.date_from or self.date_to:
-            date = str(metadata.get("date") or "")[:10]
-            if not _DATE.match(date):
+            date = document_date(metadata)
+            if date is None:
                 return False
             if self.date_from and date < self.date_from:
                 return False
@@ -54,3 +55,14 @@ class Filters:
             "doc_id": list(self.doc_ids), "source": list(self.sources), "metadata": dict(self.metadata),
             "date_from": self.date_from, "date_to": self.date_to,
         }.items() if value}
+
+
+def metadata_text(value: Any) -> str:
+    """How a metadata value reads in a filter: a string as itself, anything else as its JSON (5, true, null)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def document_date(metadata: dict[str, Any]) -> str | None:
+    """The YYYY-MM-DD that date filters compare: the start of metadata["date"], when it looks like one."""
+    date = str(metadata.get("date") or "")[:10]
+    return date if _DATE.match(date) else None

@@ -140,7 +140,8 @@ class Library:
         except StoreUnavailable as exc:
             raise DocumentError("store_unavailable", f"the document is not deleted: {exc}") from None
         report = BuildReport(removed=[doc_id], written=True, reason="document deleted")
-        report.documents, report.passages = store.snapshot().counts()
+        with store.snapshot() as snapshot:
+            report.documents, report.passages = snapshot.counts()
         return report
 
     def describe(self, doc_id: str) -> dict:
@@ -173,7 +174,8 @@ class Library:
             raise DocumentError("embedding_failed", f"{exc}; nothing was stored, try again") from None
         store.add(prepared)
         embedded = {p.document.id: len(p.passages) for p in prepared}
-        counts = store.snapshot().counts()
+        with store.snapshot() as snapshot:
+            counts = snapshot.counts()
         reports = []
         for documents in group:
             report = BuildReport(written=True, reason="documents written", documents=counts[0], passages=counts[1])

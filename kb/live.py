@@ -1,5 +1,7 @@
 """Serve from the current store: follow writes as they are logged, and a full rebuild when `current` moves.
 
+(On PostgreSQL there is one store, which every server reads: nothing to follow.)
+
 Writes into the store (by this process or any other) reach searches through the store's own
 change log (kb/faiss_store.py). Only a full rebuild (`kb build --force`, or new model or chunk
 settings) makes a new store folder; at most every ``check_every`` seconds a request looks at
@@ -18,6 +20,7 @@ from kb.embed import Embedder
 from kb.faiss_store import current_folder, open_current
 from kb.search import Searcher
 from kb.settings import Settings
+from kb.stores import open_store
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +31,10 @@ class LiveSearcher:
         self.settings = settings
         self.check_every = check_every
         self._lock = threading.Lock()
-        store = open_current(settings, expected_model=embedder.name)
+        store = open_store(settings, expected_model=embedder.name)
         self._searcher = Searcher(store, embedder, settings)
-        self._path: Path | None = store.folder
+        # A FAISS store is replaced by a full rebuild (`current` moves); a database store stays the same.
+        self._path: Path | None = getattr(store, "folder", None)
         self._rejected: Path | None = None
         self._checked = time.monotonic()
 
@@ -55,6 +59,8 @@ class LiveSearcher:
             self._maybe_reopen()
 
     def _maybe_reopen(self) -> None:
+        if self._path is None:
+            return
         path = current_folder(self.settings.index_dir)
         if path is None or path == self._path or path == self._rejected:
             return

@@ -31,3 +31,6 @@ def configure(verbose: bool = False, as_json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("kb.requests").setLevel(logging.INFO)
+    # psycopg_pool warns at every failed reconnection attempt (several a second while a database is down);
+    # kb says it once, in the error that answers the request or stops the command.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -17,6 +17,7 @@ FUSIONS = ("zscore", "minmax", "rrf")
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 PRECISIONS = ("auto", "float32", "bfloat16")
 WRITE_EMBEDDINGS = ("process", "inline")
+STORES = ("faiss", "postgres")
 
 
 def _setting(default: Any, env: str, help: str) -> Any:
@@ -29,6 +30,21 @@ class Settings:
 
     corpus_dir: Path = _setting(Path("corpus"), "KB_CORPUS_DIR", "Folder of source documents that `kb build` indexes.")
     index_dir: Path = _setting(Path("index"), "KB_INDEX_DIR", "Folder that holds the built index (one sub-folder per build).")
+    store: str = _setting(
+        "faiss", "KB_STORE",
+        "Where kb keeps documents, vectors and keyword terms: faiss (files in KB_INDEX_DIR) or postgres "
+        "(PostgreSQL with pgvector, at KB_PG_DSN).",
+    )
+    pg_dsn: str = _setting(
+        "", "KB_PG_DSN", "KB_STORE=postgres: connection string of the primary, which takes the writes "
+        "(e.g. postgresql://kb@db:5432/kb). Secret when it holds a password: never logged.",
+    )
+    pg_read_dsn: str = _setting(
+        "", "KB_PG_READ_DSN", "KB_STORE=postgres: connection string searches and reads use, e.g. a hot standby "
+        "(empty: the primary).",
+    )
+    pg_schema: str = _setting("kb", "KB_PG_SCHEMA", "KB_STORE=postgres: the PostgreSQL schema that holds kb's tables.")
+    pg_pool_size: int = _setting(8, "KB_PG_POOL_SIZE", "KB_STORE=postgres: most connections in each pool (reads, writes).")
     model: str = _setting(
         "all-MiniLM-L6-v2",
         "KB_MODEL",
@@ -147,6 +163,15 @@ class Settings:
             raise ValueError(f"KB_QUERY_BATCH must be at least 1, got {self.query_batch}")
         if self.checkpoint_every < 1:
             raise ValueError(f"KB_CHECKPOINT_EVERY must be at least 1, got {self.checkpoint_every}")
+        if self.store not in STORES:
+            raise ValueError(f"KB_STORE must be one of {', '.join(STORES)}, got {self.store!r}")
+        if self.store == "postgres" and not self.pg_dsn:
+            raise ValueError("KB_STORE=postgres needs KB_PG_DSN, the connection string of the primary")
+        if self.pg_pool_size < 1:
+            raise ValueError(f"KB_PG_POOL_SIZE must be at least 1, got {self.pg_pool_size}")
+        from kb.pg_schema import check_name
+
+        check_name(self.pg_schema)
         if self.write_embedding not in WRITE_EMBEDDINGS:
             raise ValueError(f"KB_WRITE_EMBEDDING must be one of {', '.join(WRITE_EMBEDDINGS)}, got {self.write_embedding!r}")
         if self.batch_size < 1:

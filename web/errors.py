@@ -7,6 +7,8 @@ import logging
 from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from kb.store import StoreUnavailable
+
 log = logging.getLogger(__name__)
 
 _CODES = {
@@ -64,6 +66,12 @@ def register_error_handlers(app: Flask) -> None:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
             return response
         return render_template("error.html", status=status, message=message), status
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_unavailable(exc: StoreUnavailable):
+        # The database is down or unreachable: say so (a retry may work), never a 500.
+        log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+        return _api_error(ApiError(503, "store_unavailable", str(exc)))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -25,9 +25,11 @@ def _reads_need_the_read_key():
 def search_page():
     raw_query = request.args.get("q")
     searcher = current_app.extensions["kb"].current()
+    with searcher.store.snapshot() as snapshot:
+        empty = not snapshot.counts()[1]
     context = {"query": raw_query or "", "k": DEFAULT_K, "max_k": MAX_K, "modes": MODES,
                "mode": searcher.settings.search_mode, "answer": None, "error": None, "took_ms": None,
-               "marked_passage": marked_passage, "empty": not searcher.store.snapshot().counts()[1]}
+               "marked_passage": marked_passage, "empty": empty}
     if raw_query is None:
         return render_template("search.html", **context)
     try:

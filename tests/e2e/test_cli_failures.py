@@ -45,6 +45,11 @@ def _other_model_index(root, seed_index_dir):
     return {"KB_MODEL": str(root / "another-model")}
 
 
+def _database_down(root):
+    """KB_STORE=postgres with nothing listening where the primary should be."""
+    return {"KB_STORE": "postgres", "KB_PG_DSN": f"postgresql://kb@127.0.0.1:{free_port()}/kb"}
+
+
 # (command, failure, words the one line must hold)
 CASES = [
     (["search", "oil"], _no_index, "kb build"),
@@ -60,6 +65,9 @@ CASES = [
     (["remove", "no-such-doc"], _no_index, "no document with id"),
     (["serve"], _missing_corpus, "KB_CORPUS_DIR"),
     (["serve"], _missing_model, "cannot load model"),
+    (["search", "oil"], _database_down, "unreachable"),
+    (["build"], _database_down, "unreachable"),
+    (["db", "migrate"], _database_down, "unreachable"),
 ]
 
 

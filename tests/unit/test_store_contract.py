@@ -68,13 +68,22 @@ def faiss_store(tmp_path, index_type: str):
     return FaissStore.create(settings.index_dir, settings, "fake", DIMENSION, build_config(settings))
 
 
-STORES = {"faiss-flat": lambda tmp_path: faiss_store(tmp_path, "flat"),
-          "faiss-hnsw": lambda tmp_path: faiss_store(tmp_path, "hnsw")}
+def postgres_store(request):
+    """A real PostgreSQL with pgvector (HNSW, iterative scans), in a schema of its own."""
+    from kb.pg_store import PostgresStore
+
+    settings = request.getfixturevalue("pg_settings")
+    return PostgresStore.create(settings, "fake", DIMENSION, build_config(settings))
+
+
+STORES = {"faiss-flat": lambda request, tmp_path: faiss_store(tmp_path, "flat"),
+          "faiss-hnsw": lambda request, tmp_path: faiss_store(tmp_path, "hnsw"),
+          "postgres-hnsw": lambda request, tmp_path: postgres_store(request)}
 
 
 @pytest.fixture(params=sorted(STORES))
 def store(request, tmp_path):
-    made = STORES[request.param](tmp_path)
+    made = STORES[request.param](request, tmp_path)
     made.kind = request.param
     if request.param == "faiss-hnsw":
         assert made.memory.spec["type"] == "hnsw"

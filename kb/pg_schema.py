@@ -1,0 +1,123 @@
+"""The PostgreSQL schema, as numbered migrations: `kb db init` and `kb db migrate` apply the missing ones.
+
+Every table lives in one PostgreSQL schema (KB_PG_SCHEMA, ``kb`` by default), so one database can
+hold several knowledge bases (`kb eval` keeps its datasets apart this way). Each migration runs in
+its own transaction, under an advisory lock, and records its number in ``schema_version``: running
+either command twice, or from two machines at once, changes nothing the second time. A server
+checks the version at start and names the command to run when it is behind.
+
+The vector column's dimension comes from the model, so the first migration needs it; it is
+recorded in ``meta`` with the model's name and the chunk settings the vectors depend on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable
+
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,50}$")
+MIGRATION_LOCK = 0x6B62_0001  # advisory lock key for migrations ("kb" 1)
+
+
+def _v1(s: str, meta: dict[str, Any]) -> list[str]:
+    dimension = int(meta["dimension"])
+    return [
+        "CREATE EXTENSION IF NOT EXISTS vector",
+        f"CREATE SCHEMA IF NOT EXISTS {s}",
+        f"CREATE TABLE {s}.meta (key text PRIMARY KEY, value jsonb NOT NULL)",
+        # One row: the change counter (a snapshot's version) and the BM25 corpus statistics.
+        f"""CREATE TABLE {s}.stats (one boolean PRIMARY KEY DEFAULT true CHECK (one), seq bigint NOT NULL,
+            documents bigint NOT NULL, passages bigint NOT NULL, total_length double precision NOT NULL)""",
+        f"INSERT INTO {s}.stats VALUES (true, 0, 0, 0, 0)",
+        f"""CREATE TABLE {s}.documents (
+            id text PRIMARY KEY, title text NOT NULL, source text NOT NULL,
+            date text,  -- metadata.date's YYYY-MM-DD, when it has one (what date filters compare)
+            metadata jsonb NOT NULL, hash text NOT NULL, text text NOT NULL, passages integer NOT NULL,
+            path text NOT NULL DEFAULT '', length integer NOT NULL)""",
+        f"CREATE INDEX ON {s}.documents (source)",
+        f"CREATE INDEX ON {s}.documents (date)",
+        f"CREATE INDEX ON {s}.documents (path)",
+        f"CREATE INDEX ON {s}.documents USING gin (metadata jsonb_path_ops)",
+        f"""CREATE TABLE {s}.passages (
+            key bigint PRIMARY KEY, passage_id text NOT NULL,
+            doc_id text NOT NULL REFERENCES {s}.documents (id) ON DELETE CASCADE,
+            ordinal integer NOT NULL, start_offset integer NOT NULL, end_offset integer NOT NULL,
+            text text NOT NULL, heading text NOT NULL, context text NOT NULL,
+            length real NOT NULL,  -- keyword terms in the passage (BM25's document length)
+            terms tsvector NOT NULL)  -- kb's own stemmed terms, with positions (tf = how many)""",
+        f"CREATE SEQUENCE {s}.passage_keys OWNED BY {s}.passages.key",
+        f"CREATE INDEX ON {s}.passages (doc_id)",
+        f"CREATE INDEX ON {s}.passages USING gin (terms)",
+        f"""CREATE TABLE {s}.vectors (key bigint PRIMARY KEY REFERENCES {s}.passages (key) ON DELETE CASCADE,
+            embedding vector({dimension}) NOT NULL)""",
+        f"CREATE INDEX ON {s}.vectors USING hnsw (embedding vector_ip_ops) WITH (m = {int(meta.get('hnsw_m', 16))}, "
+        "ef_construction = 64)",
+        f"""CREATE TABLE {s}.sentences (key bigint PRIMARY KEY REFERENCES {s}.passages (key) ON DELETE CASCADE,
+            spans bytea NOT NULL,  -- int64 [sentences, 2], little-endian
+            vectors bytea NOT NULL)  -- float16 [sentences, dimension]: late-chunked, for highlights""",
+        # BM25's document frequencies of the live passages, kept exact by every write.
+        f"CREATE TABLE {s}.terms (term text PRIMARY KEY, df bigint NOT NULL)",
+        f"CREATE TABLE {s}.files (path text PRIMARY KEY, size bigint NOT NULL, mtime_ns bigint NOT NULL)",
+    ]
+
+
+MIGRATIONS: list[Callable[[str, dict[str, Any]], list[str]]] = [_v1]
+LATEST = len(MIGRATIONS)
+
+
+class SchemaBehind(RuntimeError):
+    pass
+
+
+def check_name(schema: str) -> str:
+    if not SCHEMA_NAME.match(schema):
+        raise ValueError(f"KB_PG_SCHEMA must be lower-case letters, digits and '_' (at most 51), got {schema!r}")
+    return schema
+
+
+def version(conn: Any, schema: str) -> int:
+    """The schema's migration number (0: no kb tables yet)."""
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.schema_version",)).fetchone()
+    if not row[0]:
+        return 0
+    return int(conn.execute(f"SELECT coalesce(max(version), 0) FROM {schema}.schema_version").fetchone()[0])
+
+
+def migrate(conn: Any, schema: str, meta: dict[str, Any] | None = None) -> list[int]:
+    """Apply every missing migration, each in its own transaction; the numbers applied (none: up to date).
+
+    ``meta`` (model, dimension, config) is needed only when the schema is new.
+    """
+    check_name(schema)
+    applied = []
+    conn.rollback()  # whatever was read before (the version, say) ends here: each migration is its own transaction
+    conn.autocommit = True  # so that conn.transaction() below is a real transaction, not a savepoint
+    for number in range(1, LATEST + 1):
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            current = version(conn, schema)
+            if current >= number:
+                continue
+            if number == 1:
+                if meta is None:
+                    raise SchemaBehind(f"schema {schema!r} does not exist yet: run `kb db init`")
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                conn.execute(f"CREATE TABLE {schema}.schema_version (version integer PRIMARY KEY, "
+                             "applied_at timestamptz NOT NULL DEFAULT now())")
+            for statement in MIGRATIONS[number - 1](schema, meta or {}):
+                conn.execute(statement)
+            if number == 1:
+                for key in ("model", "dimension", "config"):
+                    conn.execute(f"INSERT INTO {schema}.meta VALUES (%s, %s)", (key, json.dumps(meta[key])))
+            conn.execute(f"INSERT INTO {schema}.schema_version (version) VALUES (%s)", (number,))
+            applied.append(number)
+    return applied
+
+
+def drop(conn: Any, schema: str) -> None:
+    """Remove the schema and everything in it (`kb db reset`)."""
+    check_name(schema)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
