@@ -63,12 +63,20 @@ class LocalCluster:
         self.user = _run_user()
         _readable_by(self.user, self.bin)  # the wheel may sit under a private folder (a mktemp -d clone, say)
 
+    def _as_user(self) -> dict:
+        """subprocess arguments that run a program as the cluster's user, its group included (with root's
+        group kept, a folder of mode 0701 owned by root would deny it by its group bits)."""
+        if self.user is None:
+            return {}
+        entry = pwd.getpwnam(self.user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *args: str, timeout: float = 120) -> str:
         result = subprocess.run([str(self.bin / args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout,
-                                user=self.user, cwd="/")
+                                cwd="/", **self._as_user())
         if result.returncode:
             raise ClusterError(f"{args[0]} failed: {(result.stderr or result.stdout).strip()[-1500:]}")
         return result.stdout
@@ -111,7 +119,7 @@ class LocalCluster:
         if not (self.data / "postmaster.pid").exists():
             return False
         result = subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.data), "status"], capture_output=True,
-                                user=self.user, cwd="/")
+                                cwd="/", **self._as_user())
         return result.returncode == 0
 
     def ensure_running(self) -> "LocalCluster":
