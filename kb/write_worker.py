@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -132,6 +133,7 @@ def main() -> None:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the reply stream
     requests = sys.stdin.buffer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal reaches the whole group: the server decides
     os.nice(NICENESS)
     threading.Thread(target=_follow, args=(os.getppid(),), name="kb-follow-server", daemon=True).start()
     model, precision = sys.argv[1], sys.argv[2]
