@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
@@ -89,7 +88,6 @@ class PostgresStore(Store):
         if self._reads is not self._writes:
             self._reads.open(wait=False)
         self._closed = False
-        self._meta_lock = threading.Lock()
         try:
             self._load_meta()
         except BaseException:
