@@ -111,14 +111,18 @@ def request(port: int, method: str, path: str, body: bytes | None = None, conten
 
 
 def searches(port: int, questions: list[str], label: str, stop: threading.Event | None = None, limit: int = 100,
-             pause: float = 0.0):
-    """Distinct questions one after another, ``pause`` s apart (until ``stop`` when given); latencies in ms."""
+             pause: float = 0.0, when: list | None = None):
+    """Distinct questions one after another, ``pause`` s apart (until ``stop`` when given); latencies in ms
+    (and, in ``when``, each search's start on the perf_counter clock with its latency)."""
     times, n = [], 0
     while n < limit if stop is None else not stop.is_set():
         q = f"{questions[n % len(questions)]} ({label} {n})"
+        began = time.perf_counter()
         status, ms = request(port, "GET", "/api/search?" + urllib.parse.urlencode({"q": q}))
         assert status == 200, status
         times.append(ms)
+        if when is not None:
+            when.append((began, ms))
         n += 1
         if pause:
             time.sleep(pause)
@@ -192,6 +196,7 @@ def measure(size: int, prepared: list[PreparedDocument], questions: list[str], w
         upload: dict = {}
 
         def send_big():
+            upload["began"] = time.perf_counter()
             upload["status"], upload["ms"] = request(port, "POST", "/api/documents", body,
                                                      f"multipart/form-data; boundary={boundary}", timeout=3600)
 
@@ -201,8 +206,12 @@ def measure(size: int, prepared: list[PreparedDocument], questions: list[str], w
         stop_upload = threading.Event()
         watcher = threading.Thread(target=lambda: (uploader.join(), stop_upload.set()))
         watcher.start()
-        during_upload = searches(port, questions, "upload", stop=stop_upload, pause=pause)
+        moments: list = []
+        during_upload = searches(port, questions, "upload", stop=stop_upload, pause=pause, when=moments)
         watcher.join()
+        slowest = sorted(moments, key=lambda m: -m[1])[:3]
+        print(f"{embedding}: slowest searches during the {upload['ms'] / 1000:.1f} s upload: " + ", ".join(
+            f"{ms:.0f} ms at {began - upload['began']:.1f} s" for began, ms in slowest), flush=True)
 
         def clients(count: int, per_client: int) -> float:
             def one(c: int) -> None:
