@@ -15,8 +15,8 @@ import argparse
 import time
 from pathlib import Path
 
-from kb.prepare import embedding_text, passage_limit
-from kb.chunk import chunk_text, headings, sentence_spans
+from kb.chunk import chunk_text
+from kb.prepare import document_structure, embedding_text, passage_limit
 from kb.datasets import load_cranfield
 from kb.embed import get_embedder
 from kb.settings import Settings
@@ -36,14 +36,14 @@ def main() -> None:
     batch = args.batch_size or settings.batch_size
     texts, spans = [], []
     for document in load_cranfield(Path(args.cranfield)).documents:
-        sections = headings(document.text)
-        limit = passage_limit(document, sections, embedder, settings)
+        structure = document_structure(document)
+        limit = passage_limit(document, structure, embedder, settings)
         for passage in chunk_text(document.id, document.text, embedder.count_tokens, limit,
-                                  settings.chunk_overlap, sections):
+                                  settings.chunk_overlap, structure):
             text = embedding_text(document.title, passage)
             base = len(text) - len(passage.text)
             texts.append(text)
-            spans.append([(base + a, base + b) for a, b in sentence_spans(passage.text)])
+            spans.append([(base + a - passage.start, base + b - passage.start) for a, b in passage.sentences])
         if len(texts) >= args.limit:
             break
     texts, spans = texts[: args.limit], spans[: args.limit]

@@ -20,7 +20,9 @@ class Hit:
     ordinal: int  # the passage's position in its document, from 0
     doc_passages: int  # how many passages the document has
     doc_length: int  # characters in the document
-    heading: str = ""
+    heading: str = ""  # the section the passage falls under (the innermost of ``headings``)
+    headings: list[str] = field(default_factory=list)  # the heading path, outermost first
+    code: list[dict[str, int]] = field(default_factory=list)  # {start, end}: code in the passage, shown as written
     scores: dict[str, float] = field(default_factory=dict)  # dense, keyword, fused
     ranks: dict[str, int | None] = field(default_factory=dict)  # rank in the dense and keyword lists
     confident: bool = False
@@ -49,6 +51,8 @@ class Hit:
             "start": self.start,
             "end": self.end,
             "heading": self.heading,
+            "headings": self.headings,
+            "code": self.code,
             "passage": {"ordinal": self.ordinal, "of": self.doc_passages, "doc_length": self.doc_length},
             "scores": {name: round(value, 6) for name, value in self.scores.items()},
             "ranks": self.ranks,

@@ -30,7 +30,8 @@ from kb.pg_schema import LATEST, check_name, migrate, version
 from kb.prepare import context_of
 from kb.settings import Settings
 from kb.store import (Candidates, PassageRecord, PreparedDocument, Snapshot, Store, StoreMismatch, StoreMissing,
-                      StoreProblem, StoreUnavailable, StoreUnwritable, StoredDocument, check_dimension)
+                      StoreProblem, StoreUnavailable, StoreUnwritable, StoredDocument, check_dimension, headings_of,
+                      stored_headings)
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class PostgresStore(Store):
             rows = [(next(keys), prepared.document, p) for prepared in documents for p in prepared.passages]
             with cursor.copy(q.copy_passages) as copy:
                 for key, document, p in rows:
-                    copy.write_row((key, p.passage_id, document.id, p.ordinal, p.start, p.end, p.text, p.heading,
+                    copy.write_row((key, p.passage_id, document.id, p.ordinal, p.start, p.end, p.text, stored_headings(p.headings),
                                     context_of(document.title, p.heading), len(p.terms), tsvector_literal(p.terms)))
             with cursor.copy(q.copy_vectors) as copy:
                 for key, _, p in rows:
@@ -378,7 +379,7 @@ class PostgresSnapshot(Snapshot):
                 continue
             spans = np.frombuffer(row[13], dtype="<i8").reshape(-1, 2).astype(np.int64)
             vectors = np.frombuffer(row[14], dtype="<f2").reshape(len(spans), -1).astype(np.float32)
-            records.append(PassageRecord(int(row[0]), *row[1:13], spans, vectors))
+            records.append(PassageRecord(int(row[0]), *row[1:7], headings_of(row[7]), *row[8:13], spans, vectors))
         return records
 
     def counts(self) -> tuple[int, int]:

@@ -9,14 +9,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from kb.chunk import Passage, chunk_text, headings, sentence_spans
+from kb.chunk import Passage, chunk_text
 from kb.ingest import Document
 from kb.keyword import terms
 from kb.settings import Settings
 from kb.store import PreparedDocument, PreparedPassage, StoredDocument
+from kb.structure import Structure, fmt_of, structure_of
 
 # Bump when chunking or the text given to the embedder changes, so old vectors are not reused.
-CHUNKER_VERSION = 4
+CHUNKER_VERSION = 5
 CONTEXT_CHARS = 160  # the longest title or heading given to the model as context
 
 
@@ -47,17 +48,21 @@ def embedding_text(title: str, passage: Any) -> str:
     return f"{context}\n{passage.text}" if context else passage.text
 
 
-def passage_limit(document: Document, sections: list[tuple[int, str]], embedder: Any, settings: Settings) -> int:
+def passage_limit(document: Document, structure: Structure, embedder: Any, settings: Settings) -> int:
     """Tokens left for passage text once the longest context line of this document is added."""
-    contexts = [context_of(document.title, h) for h in ["", *(h for _, h in sections)]]
+    contexts = [context_of(document.title, h) for h in ["", *{s.title for s in structure.sections}]]
     reserve = max(embedder.count_tokens(c) for c in contexts) + 1 if contexts else 0
     return max(16, min(settings.chunk_tokens, embedder.max_tokens - reserve))
 
 
+def document_structure(document: Document) -> Structure:
+    return structure_of(document.text, fmt_of(document.path or document.source), document.metadata)
+
+
 def chunk_document(document: Document, embedder: Any, settings: Settings) -> list[Passage]:
-    sections = headings(document.text, markdown=document.source.lower().endswith(".md"))
-    limit = passage_limit(document, sections, embedder, settings)
-    return chunk_text(document.id, document.text, embedder.count_tokens, limit, settings.chunk_overlap, sections)
+    structure = document_structure(document)
+    limit = passage_limit(document, structure, embedder, settings)
+    return chunk_text(document.id, document.text, embedder.count_tokens, limit, settings.chunk_overlap, structure)
 
 
 Chunked = list[tuple[Document, list[Passage]]]
@@ -85,7 +90,7 @@ def embed_chunked(chunked: Chunked, embedder: Any, settings: Settings, progress:
             text = embedding_text(document.title, passage)
             base = len(text) - len(passage.text)  # the passage text closes the embedding text
             texts.append(text)
-            spans.append([(base + a, base + b) for a, b in sentence_spans(passage.text)])
+            spans.append([(base + a - passage.start, base + b - passage.start) for a, b in passage.sentences])
     vectors, sentence_vectors = embedder.encode_passages(texts, spans, settings.batch_size, progress,
                                                          slice_size=slice_size)
     prepared, row = [], 0
@@ -96,7 +101,7 @@ def embed_chunked(chunked: Chunked, embedder: Any, settings: Settings, progress:
             shift = passage.start - (len(text) - len(passage.text))
             absolute = np.asarray(spans[row], dtype=np.int64).reshape(-1, 2) + shift
             items.append(PreparedPassage(
-                passage.id, passage.ordinal, passage.start, passage.end, passage.text, passage.heading,
+                passage.id, passage.ordinal, passage.start, passage.end, passage.text, passage.headings,
                 vectors[row], terms(text), absolute, np.asarray(sentence_vectors[row], dtype=np.float16)))
             row += 1
         stored = StoredDocument(document.id, document.title, document.source, document.content_hash, document.text,

@@ -22,6 +22,7 @@ from kb.keyword import terms
 from kb.readers import valid_page_starts
 from kb.settings import Settings
 from kb.store import Candidates, PassageRecord, Snapshot, Store
+from kb.structure import STRUCTURE_KEYS, code_within
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 50
@@ -149,6 +150,8 @@ class Searcher:
             doc_passages=record.doc_passages,
             doc_length=record.doc_length,
             heading=record.heading,
+            headings=list(record.headings),
+            code=code_within(record.metadata.get("code"), record.start, record.end),
             scores={"dense": s["dense"], "keyword": s["keyword"], "fused": s["fused"]},
             ranks={"dense": s["rank_dense"], "keyword": s["rank_keyword"]},
             metadata=passage_metadata(record.metadata, record.start, record.end),
@@ -157,7 +160,7 @@ class Searcher:
 
 def passage_metadata(metadata: dict, start: int, end: int) -> dict:
     """A passage inherits its document's metadata; a PDF's page offsets become the passage's pages."""
-    inherited = {k: v for k, v in metadata.items() if k != "page_starts"}
+    inherited = {k: v for k, v in metadata.items() if k not in STRUCTURE_KEYS}
     page_starts = metadata.get("page_starts")
     if valid_page_starts(page_starts):  # checked when the document came in; a bad stored value is ignored
         first = bisect.bisect_right(page_starts, start)

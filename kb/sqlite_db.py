@@ -16,7 +16,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from kb.store import PassageRecord, PreparedDocument, StoreCorrupt, StoredDocument, StoreUnwritable
+from kb.store import (PassageRecord, PreparedDocument, StoreCorrupt, StoredDocument, StoreUnwritable, headings_of,
+                      stored_headings)
 
 SCHEMA_VERSION = 1
 ADDED, REMOVED = 1, 0
@@ -105,7 +106,7 @@ class RecordDB:
                     cursor = conn.execute(
                         "INSERT INTO passages (passage_id, doc_id, ordinal, start, \"end\", heading, text, terms, vector,"
                         " spans, sentence_vectors, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (p.passage_id, d.id, p.ordinal, p.start, p.end, p.heading, p.text, " ".join(p.terms),
+                        (p.passage_id, d.id, p.ordinal, p.start, p.end, stored_headings(p.headings), p.text, " ".join(p.terms),
                          np.asarray(p.vector, np.float32).tobytes(),
                          np.asarray(p.sentence_spans, np.int64).reshape(-1, 2).tobytes(),
                          np.asarray(p.sentence_vectors, np.float16).tobytes(), seq))
@@ -170,7 +171,7 @@ class RecordDB:
                 continue
             spans = np.frombuffer(row[13], dtype=np.int64).reshape(-1, 2)
             vectors = np.frombuffer(row[14], dtype=np.float16).reshape(len(spans), -1).astype(np.float32)
-            records.append(PassageRecord(pid, row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+            records.append(PassageRecord(pid, row[1], row[2], row[3], row[4], row[5], row[6], headings_of(row[7]), row[8], row[9],
                                          json.loads(row[10]), row[11], row[12], spans, vectors))
         return records
 

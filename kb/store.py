@@ -69,11 +69,24 @@ class PreparedPassage:
     start: int
     end: int
     text: str
-    heading: str
+    headings: tuple[str, ...]  # the heading path above it, outermost first
     vector: np.ndarray  # float32 [dimension], unit length
     terms: list[str]  # what BM25 indexes (from the context line and the text)
     sentence_spans: np.ndarray  # int64 [sentences, 2], absolute offsets in the document
     sentence_vectors: np.ndarray  # float16 [sentences, dimension]
+
+    @property
+    def heading(self) -> str:
+        return self.headings[-1] if self.headings else ""
+
+
+def stored_headings(headings: Sequence[str]) -> str:
+    """A heading path as stores keep it, in one text column: one heading a line (headings are one line each)."""
+    return "\n".join(headings)
+
+
+def headings_of(stored: str) -> tuple[str, ...]:
+    return tuple(stored.split("\n")) if stored else ()
 
 
 @dataclass
@@ -93,7 +106,7 @@ class PassageRecord:
     start: int
     end: int
     text: str
-    heading: str
+    headings: tuple[str, ...]
     title: str
     source: str
     metadata: dict[str, Any]
@@ -101,6 +114,10 @@ class PassageRecord:
     doc_passages: int
     sentence_spans: np.ndarray  # int64 [sentences, 2]
     sentence_vectors: np.ndarray  # float32 [sentences, dimension]
+
+    @property
+    def heading(self) -> str:
+        return self.headings[-1] if self.headings else ""
 
 
 @dataclass

@@ -12,8 +12,9 @@ def make_pdf(pages: list[str], title: str | None = None) -> bytes:
     kids = " ".join(f"{pid} 0 R" for pid in page_ids)
     objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
     for pid, text in zip(page_ids, pages):
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode()
+        lines = [line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") for line in text.split("\n")]
+        shown = " T* ".join(f"({line}) Tj" for line in lines)
+        stream = f"BT /F1 12 Tf 14 TL 72 720 Td {shown} ET".encode()
         objects.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {pid + 1} 0 R "
             f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode()
@@ -32,3 +33,20 @@ def make_pdf(pages: list[str], title: str | None = None) -> bytes:
         out += f"{offset:010d} 00000 n \n".encode()
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info {info_id} 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+def with_outline(raw: bytes, entries: list[tuple[str, int, int]], title: str | None = None) -> bytes:
+    """The PDF with an outline (bookmarks): (title, page index, level from 1), in order; metadata title replaced."""
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    writer.append(PdfReader(io.BytesIO(raw)))
+    parents: dict[int, object] = {}
+    for text, page, level in entries:
+        parents[level] = writer.add_outline_item(title=text, page_number=page, parent=parents.get(level - 1))
+    writer.add_metadata({"/Title": title or ""})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

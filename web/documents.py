@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from kb.library import DocumentError
+from kb.structure import STRUCTURE_KEYS
 from web.auth import require_read, require_write
 from web.errors import ApiError
 from web.params import json_body, refuse_encoded_body
@@ -88,7 +89,8 @@ def delete_document(doc_id: str):
 
 def _brief(document) -> dict:
     return {"id": document.id, "title": document.title, "source": document.source, "passages": document.passages,
-            "characters": document.length, "metadata": {k: v for k, v in document.metadata.items() if k != "page_starts"}}
+            "characters": document.length,
+            "metadata": {k: v for k, v in document.metadata.items() if k not in STRUCTURE_KEYS}}
 
 
 def _summary(report) -> dict:

@@ -11,7 +11,7 @@ from kb.settings import MODES
 from web.auth import require_read
 from web.errors import ApiError
 from web.params import parse_k, parse_mode, parse_query
-from web.render import marked_passage
+from web.render import marked_passage, with_code
 
 pages = Blueprint("pages", __name__)
 
@@ -54,11 +54,12 @@ def document_page(doc_id: str):
     end = request.args.get("end", type=int)
     if start is None or end is None or not 0 <= start < end <= len(document.text):
         start = end = 0
+    code = document.metadata.get("code")
     return render_template(
         "document.html",
         document=document,
-        before=document.text[:start],
-        marked=document.text[start:end],
-        after=document.text[end:],
+        before=with_code(document.text[:start], 0, code),
+        marked=with_code(document.text[start:end], start, code),
+        after=with_code(document.text[end:], end, code),
         query=request.args.get("q", ""),
     )

@@ -27,13 +27,27 @@ def _runs(flags: list[bool], begin: int, end: int):
 
 
 def marked_passage(hit: Hit) -> Markup:
-    """``<mark class="answer">`` around highlighted sentences, ``<strong class="term">`` around query words."""
-    sentence, term = _flags(hit, hit.highlights), _flags(hit, hit.terms)
+    """``<mark class="answer">`` around highlighted sentences, ``<strong class="term">`` around query words,
+    and ``<code class="block">`` around code (shown with its line breaks and indentation)."""
+    sentence, term, code = _flags(hit, hit.highlights), _flags(hit, hit.terms), _flags(hit, hit.code)
     pieces: list[str] = []
-    for start, end, in_sentence in _runs(sentence, 0, len(hit.text)):
-        inner = "".join(
-            f'<strong class="term">{escape(hit.text[s:e])}</strong>' if is_term else str(escape(hit.text[s:e]))
-            for s, e, is_term in _runs(term, start, end)
-        )
-        pieces.append(f'<mark class="answer">{inner}</mark>' if in_sentence else inner)
+    for begin, stop, in_code in _runs(code, 0, len(hit.text)):
+        part: list[str] = []
+        for start, end, in_sentence in _runs(sentence, begin, stop):
+            inner = "".join(
+                f'<strong class="term">{escape(hit.text[s:e])}</strong>' if is_term else str(escape(hit.text[s:e]))
+                for s, e, is_term in _runs(term, start, end)
+            )
+            part.append(f'<mark class="answer">{inner}</mark>' if in_sentence else inner)
+        pieces.append(f'<code class="block">{"".join(part)}</code>' if in_code else "".join(part))
     return Markup("".join(pieces))
+
+
+def with_code(text: str, offset: int, code: list[tuple[int, int]] | None) -> Markup:
+    """``text`` (which starts at ``offset`` of its document) with the document's code spans in ``<code class="block">``."""
+    flags = [False] * len(text)
+    for a, b in code or ():
+        for i in range(max(0, a - offset), min(len(text), b - offset)):
+            flags[i] = True
+    return Markup("".join(f'<code class="block">{escape(text[s:e])}</code>' if is_code else str(escape(text[s:e]))
+                          for s, e, is_code in _runs(flags, 0, len(text))))

@@ -198,7 +198,9 @@ class Result(BaseModel):
     source: str
     start: int = Field(description="Character offset of the passage in its document's text.")
     end: int
-    heading: str
+    heading: str = Field(description="The section the passage falls under: the last of headings, or empty.")
+    headings: list[str] = Field(description="The heading path above the passage, outermost first.")
+    code: list[Span] = Field(description="Code in the passage (absolute offsets), to show with its line breaks.")
     passage: PassagePosition
     scores: dict[str, float] = Field(description="dense (cosine), keyword (BM25) and, in hybrid mode, fused.")
     ranks: dict[str, Optional[int]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from kb.chunk import sentence_spans
+from kb.sentences import sentence_spans
 
 
 def main() -> None:

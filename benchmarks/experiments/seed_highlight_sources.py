@@ -3,7 +3,7 @@ from pathlib import Path
 from kb.embed import get_embedder
 from kb.build import build_index, embedding_text
 from kb.index import IndexStore
-from kb.chunk import sentence_spans
+from kb.sentences import sentence_spans
 from kb.questions import load_questions
 from kb.settings import Settings
 from kb.search import Searcher

@@ -5,7 +5,7 @@ from kb.embed import get_embedder
 from kb.index import IndexStore
 from kb.questions import load_questions, first_hit_rank
 from kb.search import Searcher
-from kb.chunk import sentence_spans
+from kb.sentences import sentence_spans
 from kb.settings import Settings
 ct=int(sys.argv[1]); ov=int(sys.argv[2])
 e=get_embedder(); d=Path(tempfile.mkdtemp())

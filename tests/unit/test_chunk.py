@@ -5,7 +5,8 @@ from functools import lru_cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kb.chunk import chunk_text, sentence_spans
+from kb.chunk import chunk_text
+from kb.sentences import sentence_spans
 
 
 def words(text: str) -> int:

@@ -1,9 +1,10 @@
 """Section headings and the context line the model reads before each passage."""
 
-from kb.prepare import embedding_text, passage_limit
-from kb.chunk import chunk_text, heading_at, headings
+from kb.chunk import chunk_text
 from kb.ingest import Document
+from kb.prepare import embedding_text, passage_limit
 from kb.settings import Settings
+from kb.structure import structure_of
 from tests.fakes import FakeEmbedder
 
 ARTICLE = """Big Headline For The Story
@@ -15,26 +16,31 @@ More text under the second heading. It continues here.
 """
 
 
+def titles(structure):
+    return [s.title for s in structure.sections]
+
+
 def test_plain_text_headings_are_short_unpunctuated_lines_after_the_title():
-    found = [h for _, h in headings(ARTICLE)]
-    assert found == ["A subtitle line that explains more", "Second Section Heading"]
+    assert titles(structure_of(ARTICLE, "text")) == ["A subtitle line that explains more", "Second Section Heading"]
 
 
 def test_markdown_headings_are_hash_lines_only():
     text = "# Title\n\nIntro text\n\n## Part Two ##\nBody line without stop\n"
-    assert [h for _, h in headings(text, markdown=True)] == ["Title", "Part Two"]
+    structure = structure_of(text, "markdown")
+    assert titles(structure) == ["Title", "Part Two"]
+    assert [s.level for s in structure.sections] == [1, 2]
 
 
 def test_each_passage_knows_its_section():
-    sections = headings(ARTICLE)
-    passages = chunk_text("d", ARTICLE, lambda t: len(t.split()), 12, 0, sections)
+    structure = structure_of(ARTICLE, "text")
+    passages = chunk_text("d", ARTICLE, lambda t: len(t.split()), 12, 0, structure)
     second = ARTICLE.index("More text under")
-    assert heading_at(sections, second) == "Second Section Heading"
+    assert structure.heading_path(second)[-1] == "Second Section Heading"
     assert any(p.heading == "Second Section Heading" and "More text under" in p.text for p in passages)
 
 
 def test_embedding_text_puts_title_and_heading_before_the_exact_passage():
-    passages = chunk_text("d", ARTICLE, lambda t: len(t.split()), 12, 0, headings(ARTICLE))
+    passages = chunk_text("d", ARTICLE, lambda t: len(t.split()), 12, 0, structure_of(ARTICLE, "text"))
     target = next(p for p in passages if "More text under" in p.text)
     text = embedding_text("Big Headline For The Story", target)
     assert text == f"Big Headline For The Story \u2014 Second Section Heading\n{target.text}"
@@ -46,8 +52,8 @@ def test_the_passage_limit_leaves_room_for_the_longest_context_line():
     embedder.max_tokens = 60
     long_title = " ".join(["title"] * 20)
     document = Document("d", long_title, "d.txt", ARTICLE)
-    sections = headings(ARTICLE)
-    limit = passage_limit(document, sections, embedder, Settings.from_env(environ={}, chunk_tokens=256))
+    structure = structure_of(ARTICLE, "text")
+    limit = passage_limit(document, structure, embedder, Settings.from_env(environ={}, chunk_tokens=256))
     assert limit <= 60 - 20
-    for passage in chunk_text("d", ARTICLE, embedder.count_tokens, limit, 0, sections):
+    for passage in chunk_text("d", ARTICLE, embedder.count_tokens, limit, 0, structure):
         assert embedder.count_tokens(embedding_text(long_title, passage)) <= 60
