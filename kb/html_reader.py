@@ -40,8 +40,9 @@ def read_html(raw: bytes) -> list[Parsed]:
         tree = etree.fromstring(xml.encode("utf-8")) if xml else None
     except Exception:  # trafilatura and lxml raise a variety of parser errors on broken markup
         tree = None
-    head = page_head(markup)
-    fallback = parse_html(markup)
+    fallback = parse_html(markup)  # the page's <title> and meta tags, and its text should trafilatura find too little
+    head = {"title": fallback.title_tag, "og_title": fallback.meta.get("og:title", ""),
+            "site": fallback.meta.get("og:site_name") or fallback.meta.get("application-name", "")}
     text, sections, code, metadata = "", [], [], {}
     if tree is not None:
         writer = _Writer()
@@ -133,7 +134,8 @@ class _Writer:
         if tag == "head":
             title = one_line(_inline(element))
             if title:
-                level = int(element.get("rend", "h2")[1:] or 2) if re.fullmatch(r"h[1-6]", element.get("rend", "")) else 2
+                rend = element.get("rend", "")
+                level = int(rend[1]) if re.fullmatch(r"h[1-6]", rend) else 2
                 self.sections.append([self._put(title), level, title])
         elif tag == "code":
             text = (element.text or "").strip("\n").rstrip()
@@ -182,45 +184,8 @@ def _items(element: Any, depth: int):
             yield from _items(nested, depth + 1)
 
 
-def page_head(markup: str) -> dict[str, str]:
-    """<title>, og:title and og:site_name (application-name as well) of a page."""
-    parser = _HeadParser()
-    try:
-        parser.feed(markup[:200_000])
-        parser.close()
-    except Exception:  # noqa: BLE001 - the head is a nicety; the body decides whether a page is readable
-        pass
-    return {"title": " ".join(parser.title.split()), "og_title": parser.meta.get("og:title", ""),
-            "site": parser.meta.get("og:site_name") or parser.meta.get("application-name", "")}
-
-
-class _HeadParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.title = ""
-        self.meta: dict[str, str] = {}
-        self._in_title = False
-        self._done = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title" and not self.title:
-            self._in_title = True
-        elif tag == "meta":
-            values = dict(attrs)
-            key = (values.get("property") or values.get("name") or "").lower()
-            if key in ("og:title", "og:site_name", "application-name") and values.get("content"):
-                self.meta.setdefault(key, " ".join(str(values["content"]).split()))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-
-
-# A small fallback for pages trafilatura finds no main text in (short pages, fragments).
+# A plain parse: the page's head (title, meta tags), and a fallback text for pages trafilatura finds
+# no main text in (short pages, fragments).
 _SKIP_TAGS = {"script", "style", "nav", "footer", "header", "aside", "noscript", "template", "svg", "form"}
 _BLOCK_TAGS = {
     "p", "div", "section", "article", "main", "br", "li", "ul", "ol", "table", "tr",
@@ -232,6 +197,7 @@ class _TextExtractor(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.title = ""
+        self.meta: dict[str, str] = {}  # og:title, og:site_name, application-name
         self.headings: list[list[Any]] = []  # [level, text] in order
         self._chunks: list[str] = []
         self._skip_depth = 0
@@ -241,8 +207,13 @@ class _TextExtractor(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP_TAGS:
             self._skip_depth += 1
-        elif tag == "title":
+        elif tag == "title" and not self.title and not self._skip_depth:  # the page's, not an <svg>'s
             self._in_title = True
+        elif tag == "meta":
+            values = dict(attrs)
+            key = (values.get("property") or values.get("name") or "").lower()
+            if key in ("og:title", "og:site_name", "application-name") and values.get("content"):
+                self.meta.setdefault(key, " ".join(str(values["content"]).split()))
         elif re.fullmatch(r"h[1-6]", tag) and not self._skip_depth:
             self._heading = [int(tag[1]), ""]
         if tag in _BLOCK_TAGS:
@@ -278,9 +249,11 @@ class _TextExtractor(HTMLParser):
 
 @dataclass
 class PlainPage:
-    title: str
+    title: str  # <title>, else the first heading
     text: str
     sections: list[list[Any]]
+    title_tag: str  # <title> alone
+    meta: dict[str, str]
 
 
 def parse_html(markup: str) -> PlainPage:
@@ -299,4 +272,5 @@ def parse_html(markup: str) -> PlainPage:
             sections.append([offset, level, title])
         offset += len(line) + 1
     first_heading = parser.headings[0][1] if parser.headings else ""
-    return PlainPage(" ".join(parser.title.split()) or first_heading, text, sections)
+    title_tag = " ".join(parser.title.split())
+    return PlainPage(title_tag or first_heading, text, sections, title_tag, parser.meta)

@@ -278,15 +278,18 @@ def _whole(value: Any) -> bool:
 
 
 def code_within(code: Any, start: int, end: int) -> list[dict[str, int]]:
-    """The parts of a document's code spans inside [start, end), for showing them as code."""
-    if structure_problem({"code": code}, max(end, 0) + 2**62):  # a bad stored value shows no code, never an error
+    """The parts of a document's code spans inside [start, end), for showing them as code.
+
+    Spans were checked when the document came in; a bad stored value shows no code, never an error.
+    """
+    try:
+        index = max(0, bisect_right([a for a, _ in code], start) - 1) if code else 0
+        found = []
+        for a, b in (code or ())[index:]:
+            if a >= end:
+                break
+            if b > start:
+                found.append({"start": int(max(a, start)), "end": int(min(b, end))})
+        return found
+    except (TypeError, ValueError):
         return []
-    spans = [(a, b) for a, b in code or ()]
-    index = max(0, bisect_right([a for a, _ in spans], start) - 1)
-    found = []
-    for a, b in spans[index:]:
-        if a >= end:
-            break
-        if b > start:
-            found.append({"start": max(a, start), "end": min(b, end)})
-    return found

@@ -7,14 +7,20 @@ from itertools import groupby
 from markupsafe import Markup, escape
 
 from kb.hit import Hit
+from kb.structure import code_within
 
 
-def _flags(hit: Hit, spans: list[dict]) -> list[bool]:
-    flags = [False] * len(hit.text)
-    for span in spans:
-        for i in range(max(0, span["start"] - hit.start), min(len(flags), span["end"] - hit.start)):
+def _flags(length: int, offset: int, spans) -> list[bool]:
+    """Which characters of a text of ``length`` that starts at ``offset`` fall in any (start, end) span."""
+    flags = [False] * length
+    for start, end in spans:
+        for i in range(max(0, start - offset), min(length, end - offset)):
             flags[i] = True
     return flags
+
+
+def _pairs(spans: list[dict]) -> list[tuple[int, int]]:
+    return [(span["start"], span["end"]) for span in spans]
 
 
 def _runs(flags: list[bool], begin: int, end: int):
@@ -29,7 +35,8 @@ def _runs(flags: list[bool], begin: int, end: int):
 def marked_passage(hit: Hit) -> Markup:
     """``<mark class="answer">`` around highlighted sentences, ``<strong class="term">`` around query words,
     and ``<code class="block">`` around code (shown with its line breaks and indentation)."""
-    sentence, term, code = _flags(hit, hit.highlights), _flags(hit, hit.terms), _flags(hit, hit.code)
+    sentence, term, code = (_flags(len(hit.text), hit.start, _pairs(spans)) for spans in (hit.highlights, hit.terms,
+                                                                                             hit.code))
     pieces: list[str] = []
     for begin, stop, in_code in _runs(code, 0, len(hit.text)):
         part: list[str] = []
@@ -45,9 +52,6 @@ def marked_passage(hit: Hit) -> Markup:
 
 def with_code(text: str, offset: int, code: list[tuple[int, int]] | None) -> Markup:
     """``text`` (which starts at ``offset`` of its document) with the document's code spans in ``<code class="block">``."""
-    flags = [False] * len(text)
-    for a, b in code or ():
-        for i in range(max(0, a - offset), min(len(text), b - offset)):
-            flags[i] = True
+    flags = _flags(len(text), offset, _pairs(code_within(code, offset, offset + len(text))))
     return Markup("".join(f'<code class="block">{escape(text[s:e])}</code>' if is_code else str(escape(text[s:e]))
                           for s, e, is_code in _runs(flags, 0, len(text))))
