@@ -18,7 +18,7 @@ from pathlib import Path
 from kb.chunk import chunk_text
 from kb.prepare import document_structure, embedding_text, passage_limit
 from kb.datasets import load_cranfield
-from kb.embed import get_embedder
+from kb.embed import embedder_for
 from kb.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="kb's batch size (default KB_BATCH_SIZE)")
     args = parser.parse_args()
     settings = Settings.from_env()
-    embedder = get_embedder(settings.model, settings.precision)
+    embedder = embedder_for(settings)
     batch = args.batch_size or settings.batch_size
     texts, spans = [], []
     for document in load_cranfield(Path(args.cranfield)).documents:

@@ -1,6 +1,6 @@
 """Encoder engines side by side, one run: query latency, batch throughput and agreement with torch fp32.
 
-    .venv/bin/pip install -e '.[onnx]'     # onnx, onnxruntime and openvino
+    .venv/bin/pip install -e '.[openvino]'     # OpenVINO too (onnx and onnxruntime are kb's own)
     .venv/bin/python benchmarks/encoders.py [--queries 100] [--passages 256] [--rounds 2]
 
 Engines: sentence-transformers on torch in float32, the same under bfloat16 autocast, ONNX
@@ -33,13 +33,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def texts(queries: int, passages: int) -> tuple[list[str], list[str]]:
     from kb.datasets import load_cranfield
-    from kb.embed import get_embedder
+    from kb.embed import embedder_for
     from kb.prepare import chunk_document, embedding_text
     from kb.settings import Settings
 
     collection = load_cranfield(REPO / "benchmarks" / "data" / "cranfield")
     settings = Settings.from_env()
-    embedder = get_embedder(settings.model, settings.precision)
+    embedder = embedder_for(settings)
     found: list[str] = []
     for document in collection.documents:
         found += [embedding_text(document.title, p) for p in chunk_document(document, embedder, settings)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kb.build import build_index
 from kb.datasets import load_collection
-from kb.embed import get_embedder
+from kb.embed import embedder_for
 from kb.faiss_store import open_current
 from kb.search import Searcher
 from kb.settings import Settings
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     settings = Settings.from_env()
-    embedder = get_embedder(settings.model, settings.precision)
+    embedder = embedder_for(settings)
     collection = load_collection(Path(args.cranfield))
     folder = settings.index_dir / "eval" / collection.name
     build_index(settings.with_(index_dir=folder), embedder=embedder, documents=collection.documents)

@@ -2,15 +2,18 @@
 
     .venv/bin/python benchmarks/run_all.py
 
-Retrieval quality (kb eval on the seed question set and on Cranfield), per-mode latency, and
-serving figures (cold start, HTTP latency against the in-process floor, cache, throughput, memory),
-the load test (8 to 32 clients, 60 s each), scale (flat, HNSW and IVF-PQ), build speed, and
+Retrieval quality (kb eval on the seed question set and on Cranfield), per-mode latency, encoder
+engines, serving figures (cold start, HTTP latency against a bare encode + FAISS floor, cache,
+throughput, memory), where a query's time goes, the load test on the Cranfield index and on a
+100,000-passage store (8 clients), the full query path at 100,000 passages, FAISS alone at scale
+(flat, HNSW and IVF-PQ), build speed, and
 writes (latency at 1,000 to 100,000 passages, searches during writes, quality after API loading).
 Uses KB_INDEX_DIR (default index/); builds the seed index first if it is out of date.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +34,13 @@ def main() -> None:
     if CRANFIELD.exists():
         run(*kb, "eval", str(CRANFIELD))
         run(sys.executable, "benchmarks/mode_latency.py", "--cranfield", str(CRANFIELD))
+        run(sys.executable, "benchmarks/encoders.py")
         run(sys.executable, "benchmarks/serving.py", "--compare")
-        run(sys.executable, "benchmarks/load.py")
+        run(sys.executable, "benchmarks/query_profile.py")
+        index = Path(os.environ.get("KB_INDEX_DIR", REPO / "index"))
+        run(sys.executable, "benchmarks/load.py", "--index", str(index / "eval" / "cranfield"), "--clients", "8")
+        run(sys.executable, "benchmarks/query_scale.py", "--sizes", "100000")
+        run(sys.executable, "benchmarks/load.py", "--index", "/tmp/kb-query-scale/store-100000", "--clients", "8")
         run(sys.executable, "benchmarks/scale.py")
         run(sys.executable, "benchmarks/build_speed.py")
         run(sys.executable, "benchmarks/writes.py", "--quality")

@@ -1,19 +1,24 @@
-"""Serving figures for `kb serve` on loopback: cold start, memory, latency, cache, throughput.
+"""Serving figures for `kb serve` on loopback: cold start, latency against a bare floor, cache, throughput.
 
-    .venv/bin/python benchmarks/serving.py [--clients 8] [--seconds 20] [--compare]
+    .venv/bin/python benchmarks/serving.py [--ref COMMIT] [--questions 100] [--clients 8] [--seconds 30]
+                                           [--rounds 3] [--compare]
 
-Starts a real server on a free loopback port over the index in KB_INDEX_DIR (default index/;
-run `kb build` first), then measures, in one run:
-- cold start: seconds from process start to /api/health "ok", and to the first answer;
-- latency over HTTP, one client, 200 different questions (the Cranfield queries), p50 and
-  p95, interleaved question by question with the in-process floor (this process encodes
-  the query and searches FAISS itself), so machine noise hits both alike;
-- a repeated question answered from the cache: p50;
-- throughput with N concurrent clients for a bounded time: requests/s, p95, errors;
-- the server's memory (peak RSS) at the end.
-With --compare it then starts one server per configuration (waitress threads 1, 2, 4, 8, 16
-with micro-batching, and 8 threads without it: KB_QUERY_BATCH=1) and measures throughput
-alone. All requests go to 127.0.0.1 only, and every loop is bounded in count and time.
+Starts real servers on free loopback ports over the index in KB_INDEX_DIR (default index/; run
+`kb build` first): this checkout, and with --ref the kb of that commit too (from a git worktree,
+over a copy of the same index), so both are measured in one run. Then, in one run:
+- cold start: seconds from process start to /api/health "ok" and to the first answer, each
+  version started --rounds times, alternating;
+- latency over HTTP, one client, --questions different Cranfield questions (never asked
+  before, so no cache answers), question by question alternating between the servers and
+  the floor: a bare sentence-transformers encode on torch in float32 plus an exact FAISS
+  search (IndexFlatIP) over the same vectors, in this process; p50, p95 and the ratio of p50s;
+- a repeated question (answered from the cache) and /api/health, 50 times each back to back: p50;
+- throughput with --clients concurrent clients on unique questions, in --rounds alternating
+  rounds of --seconds/--rounds each: searches/s, p50/p95, errors;
+- each server's peak memory (VmHWM).
+With --compare it also compares waitress thread counts and micro-batching (this checkout
+only), all servers up at once and measured in alternating rounds.
+All requests go to 127.0.0.1 only, and every loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -59,13 +66,16 @@ def status_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def start_server(threads: int = 8, env_extra: dict | None = None) -> tuple[subprocess.Popen, int, float]:
-    """A `kb serve` on a free port; returns it, the port, and seconds until /api/health said ok."""
+def start_server(threads: int = 8, env_extra: dict | None = None, code: Path | None = None
+                 ) -> tuple[subprocess.Popen, int, float]:
+    """A `kb serve` on a free port (``code``: another checkout's kb); returns it, the port, and seconds to ready."""
     port = free_port()
     env = {**os.environ, "KB_HOST": "127.0.0.1", "KB_PORT": str(port), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     began = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve", "--threads", str(threads)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(code or REPO))
     while time.perf_counter() - began < 300:
         try:
             status, _ = get(http.client.HTTPConnection("127.0.0.1", port, timeout=30), "/api/health")
@@ -73,9 +83,20 @@ def start_server(threads: int = 8, env_extra: dict | None = None) -> tuple[subpr
                 return server, port, time.perf_counter() - began
         except OSError:
             pass
-        time.sleep(0.05)
+        time.sleep(0.02)
     server.kill()
     raise SystemExit("kb serve did not become ready in 300 s")
+
+
+def reference(commit: str) -> tuple[Path, Path]:
+    """A worktree of ``commit`` and a copy of the index for it (each server gets its own files)."""
+    tree = Path(tempfile.mkdtemp(prefix="kb-ref-")) / "tree"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), commit], check=True,
+                   capture_output=True)
+    index = tree.parent / "index"
+    shutil.copytree(Path(os.environ.get("KB_INDEX_DIR", REPO / "index")).resolve(), index, symlinks=True,
+                    ignore=shutil.ignore_patterns("encoders"))
+    return tree, index
 
 
 def stop(server: subprocess.Popen) -> None:
@@ -88,86 +109,149 @@ def stop(server: subprocess.Popen) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--ref", help="also measure the kb of this commit, in the same run")
+    parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=30.0, help="throughput time per version, over all rounds")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare", action="store_true", help="also compare thread counts and micro-batching")
     args = parser.parse_args()
     from kb.datasets import load_cranfield
 
-    questions = list(load_cranfield(CRANFIELD).queries.values())[:200]
-    began = time.perf_counter()
-    server, port, ready = start_server()
+    questions = list(load_cranfield(CRANFIELD).queries.values())
+    versions: dict[str, dict] = {"this checkout": {}}
+    if args.ref:
+        tree, index = reference(args.ref)
+        versions[f"kb at {args.ref}"] = {"code": tree, "env": {"KB_INDEX_DIR": str(index)}}
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        status, _ = get(conn, "/api/search?" + urllib.parse.urlencode({"q": "first question", "k": 5}))
-        first = time.perf_counter() - began
-        print(f"cold start: ready in {ready:.2f} s, first answer at {first:.2f} s")
-
-        floor = in_process_floor()
-        http_ms, floor_ms = [], []
-        for n, question in enumerate(questions * 2):
-            tag = f" ({n})"  # every question text is new to both, so no cache answers
-            path = "/api/search?" + urllib.parse.urlencode({"q": question + tag, "k": 5})
-            t = time.perf_counter()
-            status, _ = get(conn, path)
-            http_ms.append((time.perf_counter() - t) * 1000)
-            assert status == 200, status
-            floor_ms.append(floor(question + tag + " "))
-        cached_ms = []
-        for _ in range(50):
-            t = time.perf_counter()
-            get(conn, "/api/search?" + urllib.parse.urlencode({"q": questions[0], "k": 5}))
-            cached_ms.append((time.perf_counter() - t) * 1000)
-
-        print(f"HTTP, one client, {len(http_ms)} different questions: p50 {statistics.median(http_ms):.1f} ms, "
-              f"p95 {percentile(http_ms, 0.95):.1f} ms")
-        print(f"in-process floor (encode + FAISS), interleaved: p50 {statistics.median(floor_ms):.1f} ms, "
-              f"p95 {percentile(floor_ms, 0.95):.1f} ms; ratio of p50s {statistics.median(http_ms) / statistics.median(floor_ms):.2f}")
-        print(f"repeated question (cache): p50 {statistics.median(cached_ms):.2f} ms")
-
-        done, errors, latencies = throughput(port, questions, args.clients, args.seconds)
-        print(f"{args.clients} clients for {args.seconds:.0f} s: {done / args.seconds:.1f} requests/s, "
-              f"p95 {percentile(latencies, 0.95):.1f} ms, errors {errors}")
-        print(f"server peak RSS: {status_mb(server.pid):.0f} MiB")
+        measure(versions, questions, args)
     finally:
-        stop(server)
+        if args.ref:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
+            shutil.rmtree(tree.parent, ignore_errors=True)
     if args.compare:
-        compare(questions, args.clients, args.seconds)
+        compare(questions, args.clients, args.seconds, args.rounds)
 
 
-def compare(questions: list[str], clients: int, seconds: float) -> None:
-    print(f"\n| waitress threads | micro-batching | requests/s ({clients} clients, {seconds:.0f} s) | p50 ms | p95 ms | errors |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: |")
-    for threads, batch in ((1, 32), (2, 32), (4, 32), (8, 32), (16, 32), (8, 1)):
-        server, port, _ = start_server(threads, {"KB_QUERY_BATCH": str(batch)})
-        try:
-            done, errors, latencies = throughput(port, questions, clients, seconds)
-        finally:
+def measure(versions: dict[str, dict], questions: list[str], args: argparse.Namespace) -> None:
+    starts: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
+    for _ in range(args.rounds):
+        for name, how in versions.items():
+            began = time.perf_counter()
+            server, port, ready = start_server(env_extra=how.get("env"), code=how.get("code"))
+            get(http.client.HTTPConnection("127.0.0.1", port, timeout=60), "/api/search?q=first+question&k=5")
+            starts[name].append((ready, time.perf_counter() - began))
             stop(server)
+    servers = {name: start_server(env_extra=how.get("env"), code=how.get("code")) for name, how in versions.items()}
+    try:
+        conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=60) for name, (_, port, _) in servers.items()}
+        for conn in conns.values():
+            get(conn, "/api/search?q=warm+up&k=5")
+        floor = in_process_floor()
+        tag = f" [{os.getpid()}]"  # questions never asked before, by anyone
+        ms: dict[str, list[float]] = {name: [] for name in [*versions, "floor"]}
+        for n, question in enumerate(questions[: args.questions]):
+            order = [*versions, "floor"]
+            for name in order[n % len(order):] + order[: n % len(order)]:  # who goes first rotates
+                if name == "floor":
+                    ms[name].append(floor(question + tag))
+                    continue
+                t = time.perf_counter()
+                status, _ = get(conns[name], "/api/search?" + urllib.parse.urlencode({"q": question + tag, "k": 5}))
+                ms[name].append((time.perf_counter() - t) * 1000)
+                assert status == 200, (name, status)
+        # A repeated question, and /api/health (the least any request costs), each 50 times back to back,
+        # in alternating blocks: on this machine any request after an idle moment costs about 1.3 ms more.
+        cached = {name: [] for name in versions}
+        health = {name: [] for name in versions}
+        for _ in range(args.rounds):
+            for name, conn in conns.items():
+                for path, into in (("/api/search?" + urllib.parse.urlencode({"q": questions[0] + tag, "k": 5}), cached),
+                                   ("/api/health", health)):
+                    for _ in range(50):
+                        t = time.perf_counter()
+                        get(conn, path)
+                        into[name].append((time.perf_counter() - t) * 1000)
+        load: dict[str, list] = {name: [0, 0, []] for name in versions}
+        for r in range(args.rounds):
+            for name, (_, port, _) in servers.items():
+                done, errors, latencies = throughput(port, questions, args.clients, args.seconds / args.rounds,
+                                                     f"{tag}{r}")
+                load[name][0] += done
+                load[name][1] += errors
+                load[name][2] += latencies
+        floor_p50 = statistics.median(ms["floor"])
+        print(f"\n{args.questions} different questions, one client, interleaved with the floor "
+              f"(bare sentence-transformers torch float32 encode + exact FAISS): floor p50 {floor_p50:.2f} ms, "
+              f"p95 {percentile(ms['floor'], 0.95):.2f} ms\n")
+        print(f"| kb | ready s | first answer s | HTTP p50 ms | p95 ms | p50 / floor p50 | repeated p50 ms | health p50 ms "
+              f"| {args.clients} clients: searches/s | p50 ms | p95 ms | errors | peak RSS MiB |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, (server, _, _) in servers.items():
+            done, errors, latencies = load[name]
+            ready = statistics.median(r for r, _ in starts[name])
+            first = statistics.median(f for _, f in starts[name])
+            p50 = statistics.median(ms[name])
+            print(f"| {name} | {ready:.2f} | {first:.2f} | {p50:.2f} | {percentile(ms[name], 0.95):.2f} "
+                  f"| {p50 / floor_p50:.2f} | {statistics.median(cached[name]):.2f} | {statistics.median(health[name]):.2f} "
+                  f"| {done / args.seconds:.1f} "
+                  f"| {statistics.median(latencies):.1f} | {percentile(latencies, 0.95):.1f} | {errors} "
+                  f"| {status_mb(server.pid):.0f} |", flush=True)
+    finally:
+        for server, _, _ in servers.values():
+            stop(server)
+
+
+def compare(questions: list[str], clients: int, seconds: float, rounds: int) -> None:
+    configs = [(1, 32), (2, 32), (4, 32), (8, 32), (16, 32), (8, 1)]
+    servers = {config: start_server(config[0], {"KB_QUERY_BATCH": str(config[1])}) for config in configs}
+    results: dict[tuple, list] = {config: [0, 0, []] for config in configs}
+    try:
+        for r in range(rounds):
+            for config, (_, port, _) in servers.items():
+                done, errors, latencies = throughput(port, questions, clients, seconds / rounds, f" [c{r}]")
+                results[config][0] += done
+                results[config][1] += errors
+                results[config][2] += latencies
+    finally:
+        for server, _, _ in servers.values():
+            stop(server)
+    print(f"\n| waitress threads | micro-batching | searches/s ({clients} clients, {rounds} alternating rounds, "
+          f"{seconds:.0f} s in all) | p50 ms | p95 ms | errors |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for (threads, batch), (done, errors, latencies) in results.items():
         print(f"| {threads} | {'on' if batch > 1 else 'off'} | {done / seconds:.1f} | {statistics.median(latencies):.0f} "
               f"| {percentile(latencies, 0.95):.0f} | {errors} |", flush=True)
 
 
 def in_process_floor():
-    """A function timing, in this process, what no server can avoid: encode the query, search FAISS."""
-    from kb.embed import Embedder
+    """Time, in this process, what no server can avoid: a bare sentence-transformers encode (torch, float32)
+    and an exact FAISS search over the index's own vectors."""
+    import faiss
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from kb.embed import resolve_model
     from kb.faiss_store import open_current
     from kb.settings import Settings
 
     settings = Settings.from_env()
-    embedder = Embedder(settings.model, settings.precision)  # its own instance: no cache shared with anything
-    vectors = open_current(settings).memory.vectors
-    embedder.encode(["warm up"])
+    memory = open_current(settings).memory
+    vectors = memory.vectors.vectors(np.arange(memory.vectors.size))
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    model = SentenceTransformer(resolve_model(settings.model), device="cpu")
+    model.encode(["warm up"], normalize_embeddings=True)
 
     def floor(question: str) -> float:
         t = time.perf_counter()
-        vectors.search(embedder.encode([question])[0], 5)
+        index.search(model.encode([question], normalize_embeddings=True, convert_to_numpy=True), 5)
         return (time.perf_counter() - t) * 1000
 
     return floor
 
 
-def throughput(port: int, questions: list[str], clients: int, seconds: float):
+def throughput(port: int, questions: list[str], clients: int, seconds: float, tag: str = ""):
     stop_at = time.perf_counter() + seconds
     lock = threading.Lock()
     state = {"done": 0, "errors": 0, "latencies": []}
@@ -177,7 +261,7 @@ def throughput(port: int, questions: list[str], clients: int, seconds: float):
         n = offset
         while time.perf_counter() < stop_at:
             # A fresh question each time (numbered), so the cache does not answer.
-            path = "/api/search?" + urllib.parse.urlencode({"q": f"{questions[n % len(questions)]} ({n})", "k": 5})
+            path = "/api/search?" + urllib.parse.urlencode({"q": f"{questions[n % len(questions)]} ({n}{tag})", "k": 5})
             t = time.perf_counter()
             try:
                 status, _ = get(conn, path)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from serving import free_port, percentile  # noqa: E402
 
 from kb.datasets import load_cranfield  # noqa: E402
-from kb.embed import get_embedder  # noqa: E402
+from kb.embed import embedder_for  # noqa: E402
 from kb.evaluate import score_store  # noqa: E402
 from kb.faiss_store import FaissStore  # noqa: E402
 from kb.ingest import Document  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> None:
         wait_for(cluster.dsn())
         collection = load_cranfield(REPO / "benchmarks" / "data" / "cranfield")
         base = Settings.from_env(index_dir=work / "index", corpus_dir=work / "corpus")
-        embedder = get_embedder(base.model, base.precision)
+        embedder = embedder_for(base)
         began = time.perf_counter()
         prepared = prepare(collection.documents, embedder, base)
         passages = sum(len(p.passages) for p in prepared)

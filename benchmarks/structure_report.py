@@ -110,7 +110,7 @@ def sentence_starts(path: Path) -> set[str]:
 
 def measure(corpus: Path) -> dict:
     """Run under the kb on PYTHONPATH: its own readers and chunker."""
-    from kb.embed import get_embedder
+    from kb.embed import embedder_for
     from kb.ingest import read_corpus
     from kb.prepare import chunk_document
     from kb.settings import Settings
@@ -121,7 +121,7 @@ def measure(corpus: Path) -> dict:
     if not new:
         from kb.chunk import sentence_spans
     settings = Settings.from_env()
-    embedder = get_embedder(settings.model, settings.precision)
+    embedder = embedder_for(settings)
     documents = read_corpus(corpus)
     passages = headed = real = 0
     spans = at_start = 0

@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -41,7 +42,7 @@ from serving import free_port, percentile, status_mb  # noqa: E402
 
 from kb.build import build_index  # noqa: E402
 from kb.datasets import load_cranfield  # noqa: E402
-from kb.embed import get_embedder  # noqa: E402
+from kb.embed import embedder_for, get_embedder  # noqa: E402
 from kb.faiss_store import FaissStore, open_current  # noqa: E402
 from kb.prepare import build_config, prepare  # noqa: E402
 from kb.settings import Settings  # noqa: E402
@@ -51,11 +52,13 @@ CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
 KEY = "bench-key"
 
 
-def make_store(folder: Path, size: int, prepared: list[PreparedDocument]) -> int:
-    """A store of about ``size`` passages: the prepared Cranfield documents repeated under new ids."""
+def make_store(folder: Path, size: int, prepared: list[PreparedDocument],
+               passages_of: Callable[[PreparedDocument, int], list] | None = None) -> int:
+    """A store of about ``size`` passages: the prepared Cranfield documents repeated under new ids
+    (``passages_of(document, copy)`` may give each copy passages of its own, e.g. moved vectors)."""
     settings = Settings.from_env(index_dir=folder, corpus_dir=folder / "corpus")
     (folder / "corpus").mkdir(parents=True, exist_ok=True)
-    embedder = get_embedder(settings.model, settings.precision)
+    embedder = embedder_for(settings)
     store = FaissStore.create(folder, settings, settings.model, embedder.dimension, build_config(settings))
     passages, copy, batch = 0, 0, []
     while passages < size:
@@ -64,7 +67,8 @@ def make_store(folder: Path, size: int, prepared: list[PreparedDocument]) -> int
                 break
             d = item.document
             batch.append(PreparedDocument(StoredDocument(f"c{copy}-{d.id}", d.title, d.source, d.hash, d.text,
-                                                         d.passages, d.metadata, ""), item.passages))
+                                                         d.passages, d.metadata, ""),
+                                          passages_of(item, copy) if passages_of else item.passages))
             passages += len(item.passages)
             if len(batch) >= 500:
                 store.db.write(batch, [])
@@ -290,7 +294,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="kb-writes-"))
     collection = load_cranfield(CRANFIELD)
     settings = Settings.from_env()
-    embedder = get_embedder(settings.model, settings.precision)
+    embedder = embedder_for(settings)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip() and size.strip() != "none"]
     rows = []
     if sizes:

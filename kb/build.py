@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from kb.embed import Embedder, get_embedder
+from kb.embed import Embedder, embedder_for
 from kb.faiss_store import FaissStore, current_folder
 from kb.ingest import Document, corpus_files, read_files
 from kb.prepare import Chunked, build_config, chunk_all, embed_chunked
@@ -154,7 +154,7 @@ def _sync(store: Store, settings: Settings, embedder: Embedder | None, progress:
         report.unchanged += [doc_id for doc_id, (_, path) in fingerprints.items()
                              if path and path not in read_paths and doc_id not in keep]
     if to_write or report.removed:
-        embedder = embedder or get_embedder(settings.model, settings.precision)
+        embedder = embedder or embedder_for(settings)
         _write(store, settings, embedder, to_write, report, progress)
         store.delete(report.removed)
     store.record_files({**files_read, **{path: None for path in files_gone}})
@@ -188,7 +188,7 @@ def _open_or_create(root: Path, settings: Settings, force: bool, embedder: Embed
         log.warning(reason)
         carried = _api_documents(old)
         old.close()
-    embedder = embedder or get_embedder(settings.model, settings.precision)
+    embedder = embedder or embedder_for(settings)
     return FaissStore.create(root, settings, settings.model, embedder.dimension, config), reason, carried
 
 
@@ -206,11 +206,11 @@ def _open_or_reset_database(settings: Settings, force: bool, embedder: Embedder 
     try:
         store = PostgresStore(settings)
     except StoreMissing:
-        embedder = embedder or get_embedder(settings.model, settings.precision)
+        embedder = embedder or embedder_for(settings)
         return PostgresStore.create(settings, settings.model, embedder.dimension, config), "no previous index", []
     if store.config == config and store.model == settings.model and not force:
         return store, "documents changed", []
-    embedder = embedder or get_embedder(settings.model, settings.precision)
+    embedder = embedder or embedder_for(settings)
     if embedder.dimension != store.dimension:
         store.close()
         raise StoreMismatch(f"{store.location} holds {store.dimension}-dimension vectors and {settings.model} makes "

@@ -8,6 +8,8 @@ missing score, and each hit reports its rank in each list.
 from __future__ import annotations
 
 import bisect
+import functools
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,6 +48,18 @@ class Answer:
         if self.filters:
             body["filters"] = self.filters.to_json()
         return body
+
+    def json_text(self, k: int, took_ms: float) -> str:
+        """``to_json`` as JSON text, the same keys in the same order. The hits are serialized once per
+        answer, so an answer from the cache costs only its few top-level fields (README, "Performance")."""
+        head = json.dumps({"query": self.query, "k": k, "mode": self.mode, "took_ms": round(took_ms, 2),
+                           "confident": self.confident})
+        tail = f', "filters": {json.dumps(self.filters.to_json())}' if self.filters else ""
+        return f'{head[:-1]}, "results": {self._results_text}{tail}}}'
+
+    @functools.cached_property
+    def _results_text(self) -> str:
+        return json.dumps([h.to_dict() for h in self.hits])
 
 
 class Searcher:

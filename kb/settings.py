@@ -7,6 +7,7 @@ CLI, the README test and error messages all read the same table.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,6 +17,8 @@ MODES = ("hybrid", "dense", "keyword")
 FUSIONS = ("zscore", "minmax", "rrf")
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 PRECISIONS = ("auto", "float32", "bfloat16")
+ENCODERS = ("auto", "torch", "onnx")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 WRITE_EMBEDDINGS = ("process", "inline")
 STORES = ("faiss", "postgres")
 
@@ -62,6 +65,21 @@ class Settings:
         "auto", "KB_PRECISION",
         "Arithmetic of the model on the CPU: bfloat16, float32, or auto (bfloat16 where the CPU has bfloat16 "
         "instructions, AMX or AVX512-BF16; see the README for its effect on speed and quality).",
+    )
+    encoder: str = _setting(
+        "auto", "KB_ENCODER",
+        "Engine that runs the model: torch (sentence-transformers), onnx (the model exported to ONNX once and run by "
+        "ONNX Runtime, same vectors), or auto (queries by ONNX Runtime, batches of passages by torch: the fastest of "
+        "each on the CPUs measured; see the README). A model that cannot be exported runs on torch.",
+    )
+    encoder_cache: str = _setting(
+        "", "KB_ENCODER_CACHE",
+        "Folder for models exported to ONNX, one sub-folder per model content hash (empty: kb/encoders under "
+        "$XDG_CACHE_HOME, else ~/.cache). Shared safely by every index and process on the machine.",
+    )
+    device: str = _setting(
+        "auto", "KB_DEVICE",
+        "Where torch runs the model for builds and writes: cpu, cuda, cuda:N, mps, or auto (CUDA when torch sees a GPU).",
     )
     batch_size: int = _setting(32, "KB_BATCH_SIZE", "Passages embedded per batch by `kb build` (smaller batches pad less; see the README).")
     query_batch: int = _setting(
@@ -174,9 +192,20 @@ class Settings:
         check_name(self.pg_schema)
         if self.write_embedding not in WRITE_EMBEDDINGS:
             raise ValueError(f"KB_WRITE_EMBEDDING must be one of {', '.join(WRITE_EMBEDDINGS)}, got {self.write_embedding!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"KB_ENCODER must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ValueError(f"KB_DEVICE must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.batch_size < 1:
             raise ValueError(f"KB_BATCH_SIZE must be at least 1, got {self.batch_size}")
         return self
+
+    @property
+    def encoder_folder(self) -> Path:
+        """Where exported models are kept (KB_ENCODER_CACHE, else the user's cache folder)."""
+        from kb.onnx_export import default_cache
+
+        return Path(self.encoder_cache) if self.encoder_cache else default_cache()
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes).validated()

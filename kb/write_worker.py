@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any, Sequence
 
 from kb.ingest import Document
@@ -54,15 +55,15 @@ def receive(stream: IO[bytes]) -> Any:
 
 
 class WriteWorker:
-    def __init__(self, model: str, precision: str) -> None:
-        self.model, self.precision = model, precision
+    def __init__(self, *embedder: str) -> None:
+        self.embedder = embedder  # get_embedder's arguments, as strings on the worker's command line
         self._lock = threading.Lock()  # one write at a time (the library already groups them)
         self._process = self._start()
         self._ready = False
 
     def _start(self) -> subprocess.Popen:
         self._ready = False
-        return subprocess.Popen([sys.executable, "-m", "kb.write_worker", self.model, self.precision],
+        return subprocess.Popen([sys.executable, "-m", "kb.write_worker", *self.embedder],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
     def _call(self, message: Any) -> Any:
@@ -116,14 +117,18 @@ _workers: dict[tuple[str, str], WriteWorker] = {}
 _workers_lock = threading.Lock()
 
 
-def get_write_worker(model: str, precision: str) -> WriteWorker:
-    """The process-wide worker for a model (started on first use, shared by every app in the process)."""
+def get_write_worker(settings: Settings) -> WriteWorker:
+    """The process-wide worker for a model (started on first use, shared by every app in the process).
+
+    It only embeds batches of passages, so under KB_ENCODER=auto it runs torch alone (see kb/embed.py).
+    """
     with _workers_lock:
-        key = (model, precision)
+        encoder = "onnx" if settings.encoder == "onnx" else "torch"
+        key = (settings.model, settings.precision, encoder, settings.device, str(settings.encoder_folder.resolve()))
         if key not in _workers:
             import atexit
 
-            _workers[key] = WriteWorker(model, precision)
+            _workers[key] = WriteWorker(*key)
             atexit.register(_workers[key].close)  # the worker reads the end of its input and exits
         return _workers[key]
 
@@ -136,12 +141,12 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal reaches the whole group: the server decides
     os.nice(NICENESS)
     threading.Thread(target=_follow, args=(os.getppid(),), name="kb-follow-server", daemon=True).start()
-    model, precision = sys.argv[1], sys.argv[2]
+    model, precision, encoder, device, cache = sys.argv[1:6]
     try:
         from kb.embed import get_embedder
         from kb.prepare import prepare
 
-        embedder = get_embedder(model, precision)
+        embedder = get_embedder(model, precision, encoder, device, Path(cache))
     except Exception as exc:
         send(replies, ("error", exc))
         return

@@ -39,7 +39,8 @@ def _answer(query: str, k: int, mode: str | None, filters):
     began = time.perf_counter()
     answer = searcher.answer(query, k, mode, filters=filters)
     g.result_count = len(answer.hits)
-    return jsonify(answer.to_json(k, (time.perf_counter() - began) * 1000))
+    text = answer.json_text(k, (time.perf_counter() - began) * 1000)
+    return current_app.response_class(text + "\n", mimetype="application/json")
 
 
 @api.get("/health")

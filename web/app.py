@@ -103,10 +103,10 @@ def _limit_rates(app: Flask, settings: Settings) -> None:
 
 
 def _load_searcher(settings: Settings):
-    from kb.embed import get_embedder
+    from kb.embed import embedder_for
     from kb.live import LiveSearcher
 
-    embedder = get_embedder(settings.model, settings.precision)
+    embedder = embedder_for(settings)
     embedder.batcher.max_batch = settings.query_batch
     searcher = LiveSearcher(embedder, settings)
     searcher.current().answer("warm up", 1)  # the first real question should not pay for lazy set-up
@@ -131,6 +131,6 @@ def _install(app: Flask, settings: Settings, searcher) -> None:
     if settings.api_key and settings.write_embedding == "process":  # no key: writes are off, no worker needed
         from kb.write_worker import get_write_worker
 
-        preparer = get_write_worker(settings.model, settings.precision).prepare
+        preparer = get_write_worker(settings).prepare
     app.extensions["kb_library"] = Library(settings, searcher.embedder, store=lambda: searcher.store, preparer=preparer)
     app.extensions["kb"] = searcher

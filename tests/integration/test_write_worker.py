@@ -18,9 +18,9 @@ TEXT = ("Boundary layers thicken along a flat plate. Heat transfer rises near th
 
 
 @pytest.fixture(scope="module")
-def worker():
+def worker(tmp_path_factory):
     settings = Settings.from_env(environ={})
-    started = WriteWorker(settings.model, settings.precision)
+    started = WriteWorker(settings.model, settings.precision, "torch", "auto", str(tmp_path_factory.mktemp("encoders")))
     yield started
     started.close()
 
@@ -57,7 +57,7 @@ def test_a_worker_that_died_is_restarted_and_the_write_goes_through(worker):
 
 
 def test_a_worker_whose_model_cannot_load_says_so_and_exits(tmp_path):
-    broken = WriteWorker(str(tmp_path / "no-such-model"), "float32")
+    broken = WriteWorker(str(tmp_path / "no-such-model"), "float32", "torch", "auto", str(tmp_path))
     with pytest.raises(ModelUnavailable, match="no-such-model"):
         broken.prepare([Document("x", "X", "api/x", "Text.", {}, "")], Settings.from_env(environ={}))
     pid = broken._process.pid

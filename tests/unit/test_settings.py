@@ -30,11 +30,22 @@ def test_environment_overrides_defaults_and_arguments_override_environment():
         ({"KB_PORT": "70000"}, "KB_PORT must be between"),
         ({"KB_CHUNK_TOKENS": "4"}, "KB_CHUNK_TOKENS must be at least"),
         ({"KB_CHUNK_OVERLAP": "500"}, "KB_CHUNK_OVERLAP must be between"),
+        ({"KB_ENCODER": "tensorrt"}, "KB_ENCODER must be one of auto, torch, onnx"),
+        ({"KB_DEVICE": "gpu"}, "KB_DEVICE must be auto, cpu, cuda, cuda:N or mps"),
+        ({"KB_DEVICE": "cuda:x"}, "KB_DEVICE must be"),
     ],
 )
 def test_bad_values_name_the_variable(env, fragment):
     with pytest.raises(ValueError, match=fragment):
         Settings.from_env(environ=env)
+
+
+def test_encoder_settings_and_where_exports_go(tmp_path, monkeypatch):
+    chosen = Settings.from_env(environ={"KB_ENCODER": "onnx", "KB_DEVICE": "cuda:1",
+                                        "KB_ENCODER_CACHE": str(tmp_path / "exports")})
+    assert (chosen.encoder, chosen.device, chosen.encoder_folder) == ("onnx", "cuda:1", tmp_path / "exports")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert Settings.from_env(environ={}).encoder_folder == tmp_path / "cache" / "kb" / "encoders"
 
 
 def test_readme_documents_every_setting():
