@@ -2,7 +2,7 @@ import sys, numpy as np, tempfile
 from pathlib import Path
 from kb.build import build_index
 from kb.datasets import load_collection
-from kb.embed import embedder_for, get_embedder
+from kb.embed import get_embedder
 from kb.evaluate import trec_metrics
 from kb.index import IndexStore
 from kb.keyword import terms

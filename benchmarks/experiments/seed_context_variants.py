@@ -2,7 +2,7 @@ import sys, tempfile
 from pathlib import Path
 import kb.build as kbuild
 from kb.build import build_index
-from kb.embed import embedder_for, get_embedder
+from kb.embed import get_embedder
 from kb.index import IndexStore
 from kb.questions import load_questions
 from kb.settings import Settings

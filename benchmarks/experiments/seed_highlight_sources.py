@@ -1,6 +1,6 @@
 import numpy as np, tempfile
 from pathlib import Path
-from kb.embed import embedder_for, get_embedder
+from kb.embed import get_embedder
 from kb.build import build_index, embedding_text
 from kb.index import IndexStore
 from kb.sentences import sentence_spans

@@ -1,7 +1,7 @@
 import sys, tempfile, numpy as np
 from pathlib import Path
 from kb.build import build_index
-from kb.embed import embedder_for, get_embedder
+from kb.embed import get_embedder
 from kb.index import IndexStore
 from kb.questions import load_questions, first_hit_rank
 from kb.search import Searcher
