@@ -11,7 +11,9 @@ over a copy of the same index), so both are measured in one run. Then, in one ru
 - latency over HTTP, one client, --questions different Cranfield questions (never asked
   before, so no cache answers), question by question alternating between the servers and
   the floor: a bare sentence-transformers encode on torch in float32 plus an exact FAISS
-  search (IndexFlatIP) over the same vectors, in this process; p50, p95 and the ratio of p50s;
+  search (IndexFlatIP) over the same vectors, in this process; p50, p95 and the ratio of p50s.
+  Each timed call starts after 50 ms of quiet, so no call pays for the threads of the one before
+  still spinning (and each pays what a lone user's question pays on an idle machine);
 - a repeated question (answered from the cache) and /api/health, 50 times each back to back: p50;
 - throughput with --clients concurrent clients on unique questions, in --rounds alternating
   rounds of --seconds/--rounds each: searches/s, p50/p95, errors;
@@ -39,6 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
+IDLE = 0.05  # seconds of quiet before each timed call of the latency comparison
 
 
 def free_port() -> int:
@@ -153,6 +156,9 @@ def measure(versions: dict[str, dict], questions: list[str], args: argparse.Name
         for n, question in enumerate(questions[: args.questions]):
             order = [*versions, "floor"]
             for name in order[n % len(order):] + order[: n % len(order)]:  # who goes first rotates
+                # Every call starts from the same quiet machine: the threads of the call before (ONNX Runtime's,
+                # torch's OpenMP) spin for a while after it, and would slow whichever call came next.
+                time.sleep(IDLE)
                 if name == "floor":
                     ms[name].append(floor(question + tag))
                     continue
