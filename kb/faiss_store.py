@@ -79,7 +79,7 @@ class FaissStore(Store):
         manifest = read_manifest(self.folder)
         self.model, self.dimension, self.config = manifest["model"], int(manifest["dimension"]), manifest["config"]
         self.manifest = manifest
-        self.db = RecordDB(self.folder / RECORDS)
+        self.db = RecordDB(self.folder / RECORDS, settings.sentence_vectors)
         if not (self.folder / RECORDS).exists():
             raise StoreCorrupt(f"{self.folder / RECORDS} is missing: run `kb build --force` to rebuild the index")
         self.db.meta()  # a damaged file says so now, not at the first search

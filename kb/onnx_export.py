@@ -138,7 +138,8 @@ def export(model, folder: Path, reference) -> dict[str, Any]:
         manifest["files"] = {name: file_sha256(work / name) for name in ("model.onnx", "tokenizer.json")}
         encoder = OnnxEncoder(work, manifest)
         ours = encoder.tokenize(list(PROBES))[0]
-        theirs = model.preprocess(list(PROBES))["input_ids"].numpy()
+        tokenize = getattr(model, "preprocess", None) or model.tokenize  # preprocess since sentence-transformers 6
+        theirs = tokenize(list(PROBES))["input_ids"].numpy()
         if ours["input_ids"].shape != theirs.shape or not np.array_equal(ours["input_ids"], theirs):
             raise NotExportable("its tokenizer file gives other word pieces than the model's tokenizer")
         cosines = np.sum(encoder.encode(list(PROBES)) * reference(list(PROBES)), axis=1)

@@ -28,6 +28,7 @@ from kb.filters import Filters, document_date, metadata_text
 from kb.keyword import B, K1
 from kb.pg_schema import LATEST, check_name, migrate, version
 from kb.prepare import context_of
+from kb.sentence_vectors import pack, unpack
 from kb.settings import Settings
 from kb.store import (Candidates, PassageRecord, PreparedDocument, Snapshot, Store, StoreMismatch, StoreMissing,
                       StoreProblem, StoreUnavailable, StoreUnwritable, StoredDocument, check_dimension, headings_of,
@@ -203,7 +204,7 @@ class PostgresStore(Store):
             with cursor.copy(q.copy_sentences) as copy:
                 for key, _, p in rows:
                     copy.write_row((key, np.asarray(p.sentence_spans, dtype="<i8").tobytes(),
-                                    np.asarray(p.sentence_vectors, dtype="<f2").tobytes()))
+                                    pack(p.sentence_vectors, self.settings.sentence_vectors)))
         conn.execute(q.count_new_terms, (ids,))
         length = float(sum(len(p.terms) for _, _, p in rows))
         conn.execute(q.grow_stats, (len(documents), count, length))
@@ -378,7 +379,7 @@ class PostgresSnapshot(Snapshot):
             if row is None:
                 continue
             spans = np.frombuffer(row[13], dtype="<i8").reshape(-1, 2).astype(np.int64)
-            vectors = np.frombuffer(row[14], dtype="<f2").reshape(len(spans), -1).astype(np.float32)
+            vectors = unpack(row[14], len(spans))
             records.append(PassageRecord(int(row[0]), *row[1:7], headings_of(row[7]), *row[8:13], spans, vectors))
         return records
 

@@ -18,6 +18,7 @@ FUSIONS = ("zscore", "minmax", "rrf")
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 PRECISIONS = ("auto", "float32", "bfloat16")
 ENCODERS = ("auto", "torch", "onnx")
+SENTENCE_FORMATS = ("float16", "int8")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 WRITE_EMBEDDINGS = ("process", "inline")
 STORES = ("faiss", "postgres")
@@ -117,6 +118,11 @@ class Settings:
         "Where `kb serve` embeds API writes: process (a worker process of lower CPU priority, so searches never wait "
         "for an upload) or inline (in the server, one small slice at a time, queries first).",
     )
+    sentence_vectors: str = _setting(
+        "float16", "KB_SENTENCE_VECTORS",
+        "How sentence vectors (for highlights) are stored: float16, or int8 (half the bytes; see the README for "
+        "what it changes). Applies to what is written from then on; no rebuild needed.",
+    )
     api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
     read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads (search, documents, the page) need; none set: reads are open.")
     write_rate_limit: str = _setting(
@@ -196,6 +202,8 @@ class Settings:
             raise ValueError(f"KB_ENCODER must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise ValueError(f"KB_DEVICE must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.sentence_vectors not in SENTENCE_FORMATS:
+            raise ValueError(f"KB_SENTENCE_VECTORS must be one of {', '.join(SENTENCE_FORMATS)}, got {self.sentence_vectors!r}")
         if self.batch_size < 1:
             raise ValueError(f"KB_BATCH_SIZE must be at least 1, got {self.batch_size}")
         return self

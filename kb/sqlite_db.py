@@ -16,6 +16,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from kb.sentence_vectors import pack, unpack
 from kb.store import (PassageRecord, PreparedDocument, StoreCorrupt, StoredDocument, StoreUnwritable, headings_of,
                       stored_headings)
 
@@ -44,8 +45,9 @@ CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, 
 class RecordDB:
     """One SQLite file; a connection per thread (sqlite3 connections are not shared across threads)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sentence_format: str = "float16") -> None:
         self.path = Path(path)
+        self.sentence_format = sentence_format  # how new sentence vectors are stored (kb/sentence_vectors.py)
         self._local = threading.local()
         self._write_lock = threading.Lock()  # one writing thread per process; SQLite serializes processes
 
@@ -109,7 +111,7 @@ class RecordDB:
                         (p.passage_id, d.id, p.ordinal, p.start, p.end, stored_headings(p.headings), p.text, " ".join(p.terms),
                          np.asarray(p.vector, np.float32).tobytes(),
                          np.asarray(p.sentence_spans, np.int64).reshape(-1, 2).tobytes(),
-                         np.asarray(p.sentence_vectors, np.float16).tobytes(), seq))
+                         pack(p.sentence_vectors, self.sentence_format), seq))
                     conn.execute("INSERT INTO changes VALUES (?, ?, ?)", (seq, cursor.lastrowid, ADDED))
         return seq, [i for i in existed if i in set(deletions)]
 
@@ -170,7 +172,7 @@ class RecordDB:
             if row is None:
                 continue
             spans = np.frombuffer(row[13], dtype=np.int64).reshape(-1, 2)
-            vectors = np.frombuffer(row[14], dtype=np.float16).reshape(len(spans), -1).astype(np.float32)
+            vectors = unpack(row[14], len(spans))
             records.append(PassageRecord(pid, row[1], row[2], row[3], row[4], row[5], row[6], headings_of(row[7]), row[8], row[9],
                                          json.loads(row[10]), row[11], row[12], spans, vectors))
         return records
