@@ -73,3 +73,16 @@ def test_results_are_ordered_best_first_and_carry_citations(seed_index, embedder
     for hit in hits:
         assert text[hit.start : hit.end] == hit.text
         assert hit.source == "astana-times-runde-interview.txt"
+
+
+def test_the_api_body_is_the_json_shape_and_a_cached_answer_is_serialized_once(seed_index, embedder, seed_settings):
+    import json
+
+    from kb.filters import Filters
+
+    searcher = Searcher(seed_index, embedder, seed_settings)
+    for filters in (Filters(), Filters(sources=("astana-times-runde-interview.txt",))):
+        answer = searcher.answer("Has an American president ever visited Kazakhstan?", 3, filters=filters)
+        assert answer.hits and json.loads(answer.json_text(3, 1.234)) == answer.to_json(3, 1.234)
+        again = searcher.answer("Has an American president ever visited Kazakhstan?", 3, filters=filters)
+        assert again is answer and again._results_text is answer._results_text  # the cache's answer, text made once
