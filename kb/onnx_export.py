@@ -151,15 +151,15 @@ def export(model, folder: Path, reference) -> dict[str, Any]:
         try:
             os.replace(work, folder)
         except OSError:  # another process put its export there first: use it if it is whole
-            theirs = read_export(folder)
-            if theirs is None:
+            existing = read_export(folder)
+            if existing is None:
                 raise
-            return theirs
+            return existing
         return manifest
     except NotExportable:
         raise
-    except Exception as exc:  # torch's exporter fails in many ways on architectures it cannot trace
-        raise NotExportable(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # torch's exporter fails in many ways on architectures it cannot trace; disks fill up
+        raise NotExportable(f"exporting it failed: {type(exc).__name__}: {exc}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
