@@ -28,6 +28,7 @@ from kb.structure import STRUCTURE_KEYS, code_within
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 50
+MAX_OFFSET = 500  # "more results" reaches this deep into the ranking
 DEFAULT_K = 5
 RRF_K = 60  # the constant from Cormack et al. (2009)
 ANSWER_CACHE_SIZE = 1024  # answers kept per index build
@@ -40,10 +41,17 @@ class Answer:
     hits: list[Hit]
     confident: bool  # whether any hit clears the "no good match" threshold
     filters: Filters = Filters()
+    offset: int = 0  # ranked passages skipped before these hits
+    more: bool = False  # whether passages are ranked after these
+
+    def next_offset(self, k: int) -> int | None:
+        """Where the next page starts, or None when nothing is ranked after this one."""
+        return self.offset + k if self.more and self.offset + k <= MAX_OFFSET else None
 
     def to_json(self, k: int, took_ms: float) -> dict:
         """The JSON shape shared by the API and `kb search --json`."""
-        body = {"query": self.query, "k": k, "mode": self.mode, "took_ms": round(took_ms, 2),
+        body = {"query": self.query, "k": k, "offset": self.offset, "next_offset": self.next_offset(k),
+                "mode": self.mode, "took_ms": round(took_ms, 2),
                 "confident": self.confident, "results": [h.to_dict() for h in self.hits]}
         if self.filters:
             body["filters"] = self.filters.to_json()
@@ -52,8 +60,8 @@ class Answer:
     def json_text(self, k: int, took_ms: float) -> str:
         """``to_json`` as JSON text, the same keys in the same order. The hits are serialized once per
         answer, so an answer from the cache costs only its few top-level fields (README, "Performance")."""
-        head = json.dumps({"query": self.query, "k": k, "mode": self.mode, "took_ms": round(took_ms, 2),
-                           "confident": self.confident})
+        head = json.dumps({"query": self.query, "k": k, "offset": self.offset, "next_offset": self.next_offset(k),
+                           "mode": self.mode, "took_ms": round(took_ms, 2), "confident": self.confident})
         tail = f', "filters": {json.dumps(self.filters.to_json())}' if self.filters else ""
         return f'{head[:-1]}, "results": {self._results_text}{tail}}}'
 
@@ -80,36 +88,38 @@ class Searcher:
 
     def answer(
         self, query: str, k: int = DEFAULT_K, mode: str | None = None, highlights: bool = True,
-        filters: Filters = Filters(),
+        filters: Filters = Filters(), offset: int = 0,
     ) -> Answer:
+        """The best ``k`` passages after the first ``offset`` of the ranking (pages of one ranking agree)."""
         mode = mode or self.settings.search_mode
         with self.store.snapshot() as snapshot:
-            key = (snapshot.version, query, k, mode, highlights, filters)
+            key = (snapshot.version, query, k, mode, highlights, filters, offset)
             with self._answers_lock:
                 cached = self._answers.get(key)
                 if cached is not None:
                     self._answers.move_to_end(key)
                     return cached
-            answer = self._answer(snapshot, query, k, mode, highlights, filters)
+            answer = self._answer(snapshot, query, k, mode, highlights, filters, offset)
         with self._answers_lock:
             self._answers[key] = answer
             if len(self._answers) > ANSWER_CACHE_SIZE:
                 self._answers.popitem(last=False)
         return answer
 
-    def _answer(self, snapshot: Snapshot, query: str, k: int, mode: str, highlights: bool, filters: Filters) -> Answer:
+    def _answer(self, snapshot: Snapshot, query: str, k: int, mode: str, highlights: bool, filters: Filters,
+                offset: int = 0) -> Answer:
         query_vector = self.embedder.encode_query(query)
         query_terms = terms(query)
-        candidates = snapshot.candidates(query_vector, query_terms, max(k, self.settings.candidates),
+        candidates = snapshot.candidates(query_vector, query_terms, max(offset + k + 1, self.settings.candidates),  # +1: is there more?
                                          dense=mode in ("dense", "hybrid"), keyword=mode in ("keyword", "hybrid"),
                                          filters=filters)
         order, fused = self._rank(query_vector, candidates, mode)
         # A few spare: a passage deleted since the candidates were found is simply not returned.
-        records = snapshot.records(candidates.keys[order[: k + 8]].tolist())[:k]
+        records = snapshot.records(candidates.keys[order[offset : offset + k + 8]].tolist())[:k]
         position = {int(key): i for i, key in enumerate(candidates.keys)}
         dense_ranks, keyword_ranks = _ranks(candidates.dense), _ranks(candidates.keyword)
         hits = []
-        for rank, record in enumerate(records, 1):
+        for rank, record in enumerate(records, offset + 1):
             i = position[record.key]
             hits.append(self._hit(rank, record, {
                 "dense": float(candidates.dense[i]), "keyword": float(candidates.keyword[i]), "fused": float(fused[i]),
@@ -121,7 +131,7 @@ class Searcher:
             hit.confident = hit.scores["dense"] >= threshold
         if highlights:
             annotate(hits, records, query_vector, set(query_terms))
-        return Answer(query, mode, hits, any(h.confident for h in hits), filters)
+        return Answer(query, mode, hits, any(h.confident for h in hits), filters, offset, len(order) > offset + k)
 
     def _rank(self, query_vector: np.ndarray, candidates: Candidates, mode: str) -> tuple[np.ndarray, np.ndarray]:
         """Pool positions best first, and the score each is ordered by."""

@@ -18,10 +18,11 @@ api = Blueprint("api", __name__)
 def search_get():
     require_read()
     args = request.args
-    fields = {"q": args.get("q"), "k": args.get("k"), "mode": args.get("mode"), "doc_id": args.getlist("doc_id"),
+    fields = {"q": args.get("q"), "k": args.get("k"), "mode": args.get("mode"), "offset": args.get("offset"),
+              "doc_id": args.getlist("doc_id"),
               "source": args.getlist("source"), "date_from": args.get("date_from"), "date_to": args.get("date_to")}
     params = validated(SearchQuery, {key: value for key, value in fields.items() if value is not None})
-    return _answer(params.q, params.k, params.mode, parse_filters_args(args))
+    return _answer(params.q, params.k, params.mode, parse_filters_args(args), params.offset)
 
 
 @api.post("/search")
@@ -31,13 +32,13 @@ def search_post():
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", f'the body must be a JSON object like {{"q": "...", "k": 5}}, got {type(body).__name__}')
     params = validated(SearchBody, body, json=True)
-    return _answer(params.q, params.k, params.mode, params.to_filters())
+    return _answer(params.q, params.k, params.mode, params.to_filters(), params.offset)
 
 
-def _answer(query: str, k: int, mode: str | None, filters):
+def _answer(query: str, k: int, mode: str | None, filters, offset: int = 0):
     searcher = current_app.extensions["kb"].current()
     began = time.perf_counter()
-    answer = searcher.answer(query, k, mode, filters=filters)
+    answer = searcher.answer(query, k, mode, filters=filters, offset=offset)
     g.result_count = len(answer.hits)
     text = answer.json_text(k, (time.perf_counter() - began) * 1000)
     return current_app.response_class(text + "\n", mimetype="application/json")

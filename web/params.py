@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kb.filters import Filters
-from kb.search import DEFAULT_K, MAX_K, MAX_QUERY_CHARS
+from kb.search import DEFAULT_K, MAX_K, MAX_OFFSET, MAX_QUERY_CHARS
 from kb.settings import MODES
 from web.errors import ApiError
 
@@ -26,19 +26,26 @@ def parse_query(raw: Any) -> str:
 
 def parse_k(raw: Any, from_json: bool = False) -> int:
     """k from a query string (digits) or a JSON body (a number, not a string)."""
-    if raw is None:
-        return DEFAULT_K
+    return DEFAULT_K if raw is None else _whole("k", raw, 1, MAX_K, from_json)
+
+
+def parse_offset(raw: Any, from_json: bool = False) -> int:
+    """How many ranked passages to skip ("more results"): 0 to MAX_OFFSET."""
+    return 0 if raw is None else _whole("offset", raw, 0, MAX_OFFSET, from_json)
+
+
+def _whole(name: str, raw: Any, low: int, high: int, from_json: bool) -> int:
     if from_json and isinstance(raw, float) and raw.is_integer() and abs(raw) < 2**53:
         raw = int(raw)  # JSON Schema counts 4.0 as an integer
     if isinstance(raw, bool) or not isinstance(raw, (int, str)) or (from_json and isinstance(raw, str)):
-        raise ApiError(400, "invalid_k", f"k must be a whole number from 1 to {MAX_K}, got {raw!r}")
+        raise ApiError(400, f"invalid_{name}", f"{name} must be a whole number from {low} to {high}, got {raw!r}")
     if isinstance(raw, str):
         text = raw.strip()
         if not text.isascii() or not text.lstrip("+-").isdigit() or len(text) > 12:
-            raise ApiError(400, "invalid_k", f"k must be a whole number from 1 to {MAX_K}, got {raw[:40]!r}")
+            raise ApiError(400, f"invalid_{name}", f"{name} must be a whole number from {low} to {high}, got {raw[:40]!r}")
         raw = int(text)
-    if not 1 <= raw <= MAX_K:
-        raise ApiError(400, "k_out_of_range", f"k must be between 1 and {MAX_K}, got {raw}")
+    if not low <= raw <= high:
+        raise ApiError(400, f"{name}_out_of_range", f"{name} must be between {low} and {high}, got {raw}")
     return raw
 
 

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from kb.filters import DATE_PATTERN, check_date
 from kb.ingest import ID_PATTERN
 from kb.readers import UnreadableDocument, parse_record
-from kb.search import DEFAULT_K, MAX_K, MAX_QUERY_CHARS
+from kb.search import DEFAULT_K, MAX_K, MAX_OFFSET, MAX_QUERY_CHARS
 from web.errors import ApiError
-from web.params import parse_filters_json, parse_k, parse_mode, parse_query
+from web.params import parse_filters_json, parse_k, parse_mode, parse_offset, parse_query
 
 Mode = Literal["hybrid", "dense", "keyword"]
 MAX_PER_PAGE = 100
@@ -54,6 +54,8 @@ class _Search(BaseModel):
                    description="The question, in plain words: not blank, no NUL characters.")
     k: Optional[int] = Field(DEFAULT_K, ge=1, le=MAX_K, description="How many passages to return (null: the default).")
     mode: Optional[Mode] = Field(None, description="hybrid, dense or keyword; the server's KB_SEARCH_MODE when left out.")
+    offset: Optional[int] = Field(0, ge=0, le=MAX_OFFSET, description=(
+        "Ranked passages to skip: the next page of the same ranking starts at the answer's next_offset."))
 
     @field_validator("q", mode="before")
     @classmethod
@@ -64,6 +66,11 @@ class _Search(BaseModel):
     @classmethod
     def _k(cls, raw: Any, info: ValidationInfo) -> int:
         return parse_k(raw, from_json=bool(info.context and info.context.get("json")))
+
+    @field_validator("offset", mode="before")
+    @classmethod
+    def _offset(cls, raw: Any, info: ValidationInfo) -> int:
+        return parse_offset(raw, from_json=bool(info.context and info.context.get("json")))
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -213,6 +220,8 @@ class Result(BaseModel):
 class SearchAnswer(BaseModel):
     query: str
     k: int
+    offset: int = Field(description="Ranked passages skipped before these results (their ranks start at offset + 1).")
+    next_offset: Optional[int] = Field(description="The offset of the next page; null when nothing is ranked after.")
     mode: Mode
     took_ms: float
     confident: bool = Field(description="False when no passage answers the question: a 'no good match'.")

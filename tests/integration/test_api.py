@@ -153,3 +153,28 @@ def test_the_document_page_marks_the_cited_span(client, seed_index):
     marked = html.split('<mark id="passage">')[1].split("</mark>")[0]
     assert marked.replace("&#39;", "'").replace("&#34;", '"').replace("&amp;", "&") == passage.text
     assert client.get("/documents/no-such-doc").status_code == 404
+
+
+def test_more_results_continue_the_same_ranking_page_by_page(client):
+    whole = client.get("/api/search", query_string={"q": QUESTION.q, "k": 6}).get_json()
+    first = client.get("/api/search", query_string={"q": QUESTION.q, "k": 3}).get_json()
+    assert first["offset"] == 0 and first["next_offset"] == 3
+    second = client.post("/api/search", json={"q": QUESTION.q, "k": 3, "offset": first["next_offset"]}).get_json()
+    assert second["offset"] == 3
+    paged = [r["passage_id"] for r in first["results"] + second["results"]]
+    assert paged == [r["passage_id"] for r in whole["results"]] and len(set(paged)) == 6
+    assert [r["rank"] for r in second["results"]] == [4, 5, 6]
+    # The seed article has 9 passages: the last page says there is nothing after it.
+    last = client.get("/api/search", query_string={"q": QUESTION.q, "k": 5, "offset": 6}).get_json()
+    assert len(last["results"]) == 3 and last["next_offset"] is None
+    beyond = client.get("/api/search", query_string={"q": QUESTION.q, "offset": 40}).get_json()
+    assert beyond["results"] == [] and beyond["next_offset"] is None
+
+
+@pytest.mark.parametrize("query, code", [({"offset": "-1"}, "offset_out_of_range"), ({"offset": "x"}, "invalid_offset"),
+                                         ({"offset": "501"}, "offset_out_of_range")])
+def test_a_bad_offset_is_a_400_naming_it(client, query, code):
+    error = error_of(client.get("/api/search", query_string={"q": QUESTION.q, **query}), 400)
+    assert error["code"] == code and "offset" in error["message"]
+    error = error_of(client.post("/api/search", json={"q": QUESTION.q, "offset": "3"}), 400)
+    assert error["code"] == "invalid_offset"
