@@ -63,18 +63,20 @@ def model_hash(folder: Path) -> str:
         if relative.parts[0] in SKIPPED_FOLDERS:
             continue
         digest.update(f"\0{relative.as_posix()}\0{path.stat().st_size}\0".encode("utf-8", "surrogatepass"))
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
+        _feed(digest, path)
     return digest.hexdigest()
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    return _feed(hashlib.sha256(), path).hexdigest()
+
+
+def _feed(digest, path: Path):
+    """``digest`` updated with the file's bytes, a MiB at a time."""
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest
 
 
 def read_export(folder: Path) -> dict[str, Any] | None:

@@ -48,11 +48,13 @@ class Answer:
         """Where the next page starts, or None when nothing is ranked after this one."""
         return self.offset + k if self.more and self.offset + k <= MAX_OFFSET else None
 
+    def _head(self, k: int, took_ms: float) -> dict:
+        return {"query": self.query, "k": k, "offset": self.offset, "next_offset": self.next_offset(k),
+                "mode": self.mode, "took_ms": round(took_ms, 2), "confident": self.confident}
+
     def to_json(self, k: int, took_ms: float) -> dict:
         """The JSON shape shared by the API and `kb search --json`."""
-        body = {"query": self.query, "k": k, "offset": self.offset, "next_offset": self.next_offset(k),
-                "mode": self.mode, "took_ms": round(took_ms, 2),
-                "confident": self.confident, "results": [h.to_dict() for h in self.hits]}
+        body = {**self._head(k, took_ms), "results": [h.to_dict() for h in self.hits]}
         if self.filters:
             body["filters"] = self.filters.to_json()
         return body
@@ -60,8 +62,7 @@ class Answer:
     def json_text(self, k: int, took_ms: float) -> str:
         """``to_json`` as JSON text, the same keys in the same order. The hits are serialized once per
         answer, so an answer from the cache costs only its few top-level fields (README, "Performance")."""
-        head = json.dumps({"query": self.query, "k": k, "offset": self.offset, "next_offset": self.next_offset(k),
-                           "mode": self.mode, "took_ms": round(took_ms, 2), "confident": self.confident})
+        head = json.dumps(self._head(k, took_ms))
         tail = f', "filters": {json.dumps(self.filters.to_json())}' if self.filters else ""
         return f'{head[:-1]}, "results": {self._results_text}{tail}}}'
 
