@@ -181,6 +181,9 @@ class FaissStore(Store):
     def documents(self, offset: int, limit: int) -> tuple[int, list[StoredDocument]]:
         return self.db.documents(offset, limit)
 
+    def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
+        return self.db.passage_spans(doc_id)
+
     def fingerprints(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
         return self.db.fingerprints(ids)
 

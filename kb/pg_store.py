@@ -263,6 +263,10 @@ class PostgresStore(Store):
                           f"{self.schema}.documents WHERE id = %s", (doc_id,))
         return StoredDocument(*rows[0]) if rows else None
 
+    def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
+        return [(start, end) for start, end in self._read(
+            f"SELECT start_offset, end_offset FROM {self.schema}.passages WHERE doc_id = %s ORDER BY ordinal", (doc_id,))]
+
     def documents(self, offset: int, limit: int) -> tuple[int, list[StoredDocument]]:
         with self._read_connection() as conn:
             total = conn.execute(f"SELECT documents FROM {self.schema}.stats").fetchone()[0]

@@ -182,6 +182,10 @@ class RecordDB:
                           (doc_id,))
         return _document(rows[0]) if rows else None
 
+    def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
+        return [(start, end) for start, end in
+                self._read('SELECT start, "end" FROM passages WHERE doc_id = ? ORDER BY ordinal', (doc_id,))]
+
     def documents(self, offset: int, limit: int) -> tuple[int, list[StoredDocument]]:
         total = self._read("SELECT count(*) FROM documents")[0][0]
         rows = self._read("SELECT id, title, source, hash, '', passages, metadata, path, length FROM documents"

@@ -197,6 +197,10 @@ class Store(abc.ABC):
         """(total, one page of documents by id, without their text)."""
 
     @abc.abstractmethod
+    def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
+        """(start, end) of each passage of the document, by ordinal (none for an unknown id)."""
+
+    @abc.abstractmethod
     def fingerprints(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
         """doc id -> (content hash, corpus path) of these documents (all when None): what a write compares."""
 

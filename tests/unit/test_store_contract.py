@@ -152,6 +152,9 @@ def test_the_store_keeps_its_contract_through_writes_replacements_and_deletes(st
     with store.snapshot() as snapshot:
         assert snapshot.counts() == (len(oracle.documents), len(oracle.passages()))
     assert store.document("doc1") is None and store.document("doc0").metadata == {"topic": "green"}
+    for doc_id, prepared in oracle.documents.items():
+        assert store.passage_spans(doc_id) == [(p.start, p.end) for p in prepared.passages], "by ordinal"
+    assert store.passage_spans("doc1") == []
     total, page = store.documents(0, 10)
     assert total == len(oracle.documents) and [d.id for d in page] == sorted(oracle.documents)[:10]
     store.delete(list(oracle.documents))
