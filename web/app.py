@@ -11,6 +11,7 @@ from flask import Flask, g, request
 
 from kb.settings import Settings
 from web.api import api
+from web.assets import assets
 from web.contract import contract
 from web.documents import documents
 from web.errors import ApiError, register_error_handlers
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 request_log = logging.getLogger("kb.requests")
 
 SECURITY_HEADERS = {
-    # No inline scripts or styles anywhere: the page is plain HTML with one stylesheet.
+    # No inline scripts or styles anywhere: one stylesheet and one script, both files from this server.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -50,9 +51,10 @@ def create_app(settings: Settings | None = None, searcher=None, background: bool
     ``prepare`` runs first in that thread (`kb serve` brings the index in line with the corpus there).
     """
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # web/assets.py serves web/static under hashed names
     app.config.update(KB_SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024)
     app.json.sort_keys = False
+    app.register_blueprint(assets)
     app.register_blueprint(pages)
     app.register_blueprint(contract)
     app.register_blueprint(api, url_prefix="/api")

@@ -1,4 +1,5 @@
-"""The search page (server-rendered, works without JavaScript) and the document view."""
+"""The search page (server-rendered, works without JavaScript), its results as a fragment for the
+page's script, and the document view."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from kb.search import DEFAULT_K, MAX_K
 from kb.settings import MODES
 from web.auth import require_read
 from web.errors import ApiError
-from web.params import parse_k, parse_mode, parse_query
+from web.params import parse_k, parse_mode, parse_offset, parse_query
 from web.render import marked_passage, with_code
+from web.results import shown_results
 
 pages = Blueprint("pages", __name__)
+
+MAX_MARKS = 20  # answering sentences a document link may mark
 
 
 @pages.before_request
@@ -21,45 +25,91 @@ def _reads_need_the_read_key():
     require_read()
 
 
-@pages.get("/")
-def search_page():
+def _answer_state() -> tuple[dict, int]:
+    """What the results area shows for this request's q, k, mode and offset, and the status it answers with.
+
+    One of: nothing asked; not ready (503 while the model and index load, or when they failed to); an error in the question;
+    an empty knowledge base; an answer (confident or not), as its results trimmed of repeats.
+    """
     raw_query = request.args.get("q")
-    searcher = current_app.extensions["kb"].current()
+    state = {"query": raw_query or "", "k": DEFAULT_K, "offset": 0, "mode": None, "answer": None, "shown": [],
+             "error": None, "not_ready": None, "empty": False, "took_ms": None, "marked_passage": marked_passage}
+    try:
+        searcher = current_app.extensions["kb"].current()
+    except ApiError as exc:
+        state["not_ready"] = exc  # code "loading", or "failed" when kb could not start
+        return state, exc.status
+    state["mode"] = searcher.settings.search_mode
     with searcher.store.snapshot() as snapshot:
-        empty = not snapshot.counts()[1]
-    context = {"query": raw_query or "", "k": DEFAULT_K, "max_k": MAX_K, "modes": MODES,
-               "mode": searcher.settings.search_mode, "answer": None, "error": None, "took_ms": None,
-               "marked_passage": marked_passage, "empty": empty}
-    if raw_query is None:
-        return render_template("search.html", **context)
+        state["empty"] = not snapshot.counts()[1]
+    if raw_query is None or state["empty"]:
+        return state, 200
     try:
         query, k, mode = parse_query(raw_query), parse_k(request.args.get("k")), parse_mode(request.args.get("mode"))
+        offset = parse_offset(request.args.get("offset"))
     except ApiError as exc:
-        context["error"] = exc.message
-        return render_template("search.html", **context), exc.status
+        state["error"] = exc.message
+        return state, exc.status
     began = time.perf_counter()
-    answer = searcher.answer(query, k, mode)
+    answer = searcher.answer(query, k, mode, offset=offset)
+    above = searcher.answer(query, offset, mode, highlights=False).hits if offset else []
     g.result_count = len(answer.hits)
-    context.update(answer=answer, k=k, mode=answer.mode, took_ms=(time.perf_counter() - began) * 1000)
-    return render_template("search.html", **context)
+    state.update(query=query, k=k, offset=offset, mode=answer.mode, answer=answer, shown=shown_results(answer.hits, above),
+                 took_ms=(time.perf_counter() - began) * 1000)
+    return state, 200
+
+
+@pages.get("/")
+def search_page():
+    state, status = _answer_state()
+    return render_template("search.html", modes=MODES, max_k=MAX_K, **state), status
+
+
+@pages.get("/results")
+def results_fragment():
+    """The results area alone (the page's script asks for it as you type): the same HTML as the page's."""
+    state, status = _answer_state()
+    return render_template("answer.html", **state), status
+
+
+def _marks(raw: str | None, start: int, end: int) -> list[dict[str, int]]:
+    """Answering sentences from a link's ``hl`` ("s-e,s-e", document offsets), kept to the cited passage."""
+    marks = []
+    for pair in (raw or "").split(",")[:MAX_MARKS]:
+        low, _, high = pair.partition("-")
+        if low.isdigit() and high.isdigit() and start <= int(low) < int(high) <= end:
+            marks.append({"start": int(low), "end": int(high)})
+    return marks
 
 
 @pages.get("/documents/<doc_id>")
 def document_page(doc_id: str):
-    """The whole document, with the cited span marked, so a citation can be checked in place."""
-    document = current_app.extensions["kb"].current().store.document(doc_id)
+    """The whole document, with the cited passage and its answering sentences marked, so a citation
+    can be checked in place; links to the passages before and after it."""
+    store = current_app.extensions["kb"].current().store
+    document = store.document(doc_id)
     if document is None:
         abort(404)
     start = request.args.get("start", type=int)
     end = request.args.get("end", type=int)
     if start is None or end is None or not 0 <= start < end <= len(document.text):
         start = end = 0
+    spans = store.passage_spans(doc_id) if end else []
+    # Passages overlap: the one cited exactly, else the first that holds the start (an older link).
+    ordinal = next((i for i, span in enumerate(spans) if span == (start, end)),
+                   next((i for i, (a, b) in enumerate(spans) if a <= start < b), None))
+    query = request.args.get("q", "")
+    neighbour = {}
+    if ordinal is not None:
+        for name, i in (("previous", ordinal - 1), ("next", ordinal + 1)):
+            if 0 <= i < len(spans):
+                neighbour[name] = {"start": spans[i][0], "end": spans[i][1]}
     code = document.metadata.get("code")
     return render_template(
         "document.html",
         document=document,
         before=with_code(document.text[:start], 0, code),
-        marked=with_code(document.text[start:end], start, code),
+        marked=with_code(document.text[start:end], start, code, _marks(request.args.get("hl"), start, end)),
         after=with_code(document.text[end:], end, code),
-        query=request.args.get("q", ""),
+        ordinal=ordinal, neighbour=neighbour, query=query,
     )

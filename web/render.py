@@ -35,14 +35,19 @@ def _runs(flags: list[bool], begin: int, end: int):
 def marked_passage(hit: Hit) -> Markup:
     """``<mark class="answer">`` around highlighted sentences, ``<strong class="term">`` around query words,
     and ``<code class="block">`` around code (shown with its line breaks and indentation)."""
-    sentence, term, code = (_flags(len(hit.text), hit.start, _pairs(spans)) for spans in (hit.highlights, hit.terms,
-                                                                                             hit.code))
+    return marked_text(hit.text, hit.start, hit.highlights, hit.terms, hit.code)
+
+
+def marked_text(text: str, offset: int, sentences, words, code) -> Markup:
+    """``text`` (which starts at ``offset`` of its document) as HTML, with the spans ({start, end} at
+    document offsets) of answering ``sentences``, query ``words`` and ``code`` marked; parts outside are ignored."""
+    sentence, term, in_code_flags = (_flags(len(text), offset, _pairs(spans)) for spans in (sentences, words, code))
     pieces: list[str] = []
-    for begin, stop, in_code in _runs(code, 0, len(hit.text)):
+    for begin, stop, in_code in _runs(in_code_flags, 0, len(text)):
         part: list[str] = []
         for start, end, in_sentence in _runs(sentence, begin, stop):
             inner = "".join(
-                f'<strong class="term">{escape(hit.text[s:e])}</strong>' if is_term else str(escape(hit.text[s:e]))
+                f'<strong class="term">{escape(text[s:e])}</strong>' if is_term else str(escape(text[s:e]))
                 for s, e, is_term in _runs(term, start, end)
             )
             part.append(f'<mark class="answer">{inner}</mark>' if in_sentence else inner)
@@ -50,8 +55,7 @@ def marked_passage(hit: Hit) -> Markup:
     return Markup("".join(pieces))
 
 
-def with_code(text: str, offset: int, code: list[tuple[int, int]] | None) -> Markup:
-    """``text`` (which starts at ``offset`` of its document) with the document's code spans in ``<code class="block">``."""
-    flags = _flags(len(text), offset, _pairs(code_within(code, offset, offset + len(text))))
-    return Markup("".join(f'<code class="block">{escape(text[s:e])}</code>' if is_code else str(escape(text[s:e]))
-                          for s, e, is_code in _runs(flags, 0, len(text))))
+def with_code(text: str, offset: int, code: list[tuple[int, int]] | None, sentences=()) -> Markup:
+    """``text`` (which starts at ``offset`` of its document) with the document's code spans in ``<code class="block">``
+    and any answering ``sentences`` marked."""
+    return marked_text(text, offset, sentences, (), code_within(code, offset, offset + len(text)))

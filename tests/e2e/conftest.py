@@ -50,7 +50,8 @@ def call(base: str, method: str, path: str, body=None, key: str | None = None, t
         return exc.code, json.loads(exc.read())
 
 
-def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=SEED_CORPUS) -> Server:
+def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=SEED_CORPUS, ready=True) -> Server:
+    """A `kb serve` on a free port, returned once it is ready (or, without ``ready``, once it answers at all)."""
     port = free_port()
     env = {**os.environ, "KB_INDEX_DIR": str(index_dir), "KB_CORPUS_DIR": str(corpus_dir),
            "KB_HOST": "127.0.0.1", "KB_PORT": str(port),
@@ -67,6 +68,10 @@ def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=
             status, body = server.get_json("/api/health")
             if status == 200 and body.get("status") == "ok":
                 return server
+        except urllib.error.HTTPError:
+            if not ready:
+                return server
+            time.sleep(0.25)
         except OSError:
             time.sleep(0.25)
     server.stop()

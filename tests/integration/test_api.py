@@ -149,8 +149,8 @@ def test_the_document_page_marks_the_cited_span(client, seed_index):
     response = client.get(f"/documents/{passage.doc_id}", query_string={"start": passage.start, "end": passage.end})
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert html.count('<mark id="passage">') == 1
-    marked = html.split('<mark id="passage">')[1].split("</mark>")[0]
+    assert html.count('<mark id="passage" class="cited">') == 1
+    marked = html.split('<mark id="passage" class="cited">')[1].split("</mark>")[0]
     assert marked.replace("&#39;", "'").replace("&#34;", '"').replace("&amp;", "&") == passage.text
     assert client.get("/documents/no-such-doc").status_code == 404
 

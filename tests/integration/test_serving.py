@@ -1,5 +1,6 @@
 """Readiness and response headers of the app."""
 
+import re
 import time
 
 from web.app import SECURITY_HEADERS, Loading, create_app
@@ -17,7 +18,10 @@ def test_every_response_carries_the_security_headers(client):
 
 def test_the_page_has_no_inline_script_or_style(client):
     html = client.get("/", query_string={"q": "oil"}).get_data(as_text=True)
-    assert "<script" not in html and "style=" not in html and "<style" not in html
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+    assert scripts and all(re.search(r'src="/static/[^"]+\.js"', attrs) and not body.strip() for attrs, body in scripts)
+    assert html.count("<script") == len(scripts)
+    assert "style=" not in html and "<style" not in html
 
 
 def test_while_loading_everything_answers_503_and_health_says_loading(seed_settings):

@@ -1,0 +1,199 @@
+// The search page's script: answers as you type, "More results", and the keyboard.
+// Without it the page is a plain form (GET /?q=...), answered by the server the same way.
+// The results come from /results as HTML the server renders with the page's own template,
+// so there is one way to draw a result, with or without this script.
+"use strict";
+
+(function () {
+  const form = document.querySelector("form.search");
+  const box = document.getElementById("q");
+  const status = document.getElementById("status");
+  const searching = document.getElementById("searching");
+  if (!form || !box || !status || !searching) return;
+
+  const DEBOUNCE_MS = 120; // a pause in typing this long asks the question
+  const QUIET_MS = 150; // an answer faster than this never shows "Searching…"
+  const RETRY_MS = 1000; // while kb is starting, ask again this often
+  const initial = new URLSearchParams(location.search);
+  const touched = { mode: initial.has("mode"), k: initial.has("k") };
+
+  let typingTimer = 0;
+  let retryTimer = 0;
+  let quietTimer = 0;
+  let controller = null;
+  let latest = 0; // the number of the newest search; any older answer is dropped
+
+  const area = () => document.getElementById("answer");
+
+  function question(offset) {
+    const data = new URLSearchParams({ q: box.value.trim() });
+    if (touched.mode) data.set("mode", form.elements.mode.value);
+    if (touched.k) data.set("k", form.elements.k.value);
+    if (offset) data.set("offset", String(offset));
+    return data;
+  }
+
+  function busy(on) {
+    searching.hidden = !on;
+    const current = area();
+    if (current) current.setAttribute("aria-busy", on ? "true" : "false");
+  }
+
+  function settle() {
+    clearTimeout(quietTimer);
+    busy(false);
+  }
+
+  function showAnswer(fresh) {
+    area().replaceWith(fresh);
+    status.textContent = fresh.dataset.announce || "";
+  }
+
+  function showError(message) {
+    const fresh = document.createElement("div");
+    fresh.id = "answer";
+    fresh.className = "answer";
+    const line = document.createElement("p");
+    line.className = "error";
+    line.id = "error";
+    line.textContent = message;
+    fresh.append(line);
+    fresh.dataset.announce = "Error: " + message;
+    showAnswer(fresh);
+  }
+
+  function friendly(code) {
+    if (code === 429) return "Too many searches from this address just now. Wait a moment and try again.";
+    return "The search failed on the server (HTTP " + code + "). Try again in a moment.";
+  }
+
+  function appendPage(fresh) {
+    const list = document.getElementById("results");
+    const items = Array.from(fresh.querySelectorAll("#results > li"));
+    items.forEach((item) => list.append(item));
+    const oldMore = area().querySelector(".more-row");
+    const newMore = fresh.querySelector(".more-row");
+    if (oldMore && newMore) oldMore.replaceWith(newMore);
+    else if (oldMore) oldMore.remove();
+    status.textContent = fresh.dataset.announce || "";
+    const first = items.length ? items[0].querySelector(".title") : null;
+    if (first) first.focus();
+  }
+
+  function clearAnswer() {
+    latest += 1;
+    if (controller) controller.abort();
+    settle();
+    // The empty and starting states do not depend on the question: they stay.
+    if (!area().querySelector("#empty, #not-ready")) {
+      const blank = document.createElement("div");
+      blank.id = "answer";
+      blank.className = "answer";
+      showAnswer(blank);
+    }
+    status.textContent = "";
+    const data = question(0);
+    data.delete("q");
+    history.replaceState(null, "", data.toString() ? "/?" + data : "/");
+  }
+
+  async function search(offset) {
+    clearTimeout(typingTimer);
+    clearTimeout(retryTimer);
+    if (!box.value.trim()) {
+      clearAnswer();
+      return;
+    }
+    if (controller) controller.abort();
+    const id = ++latest;
+    controller = new AbortController();
+    const data = question(offset);
+    clearTimeout(quietTimer);
+    quietTimer = setTimeout(() => { if (id === latest) busy(true); }, QUIET_MS);
+    let response;
+    let html;
+    try {
+      response = await fetch("/results?" + data, { signal: controller.signal, headers: { Accept: "text/html" } });
+      html = await response.text();
+    } catch (error) {
+      if (id !== latest) return; // a newer search took over (this one was aborted)
+      settle();
+      showError("kb could not be reached. Check the connection and try again.");
+      return;
+    }
+    if (id !== latest) return;
+    settle();
+    const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("answer");
+    if (!fresh) {
+      showError(friendly(response.status));
+      return;
+    }
+    if (offset && response.ok && document.getElementById("results")) appendPage(fresh);
+    else showAnswer(fresh);
+    if (!offset) history.replaceState(null, "", "/?" + data);
+    if (response.status === 503 && fresh.querySelector("#not-ready[data-code=loading]")) {
+      retryTimer = setTimeout(() => search(offset), RETRY_MS);
+    }
+  }
+
+  box.addEventListener("input", () => {
+    clearTimeout(typingTimer);
+    if (!box.value.trim()) clearAnswer();
+    else typingTimer = setTimeout(() => search(0), DEBOUNCE_MS);
+  });
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    search(0);
+  });
+
+  for (const name of ["mode", "k"]) {
+    form.elements[name].addEventListener("change", () => {
+      touched[name] = true;
+      if (box.value.trim() && form.elements[name].checkValidity()) search(0);
+    });
+  }
+
+  document.addEventListener("click", (event) => {
+    const more = event.target.closest("#more");
+    if (!more) return;
+    event.preventDefault();
+    search(Number(more.dataset.offset));
+  });
+
+  function stops() {
+    return Array.from(document.querySelectorAll("#results .result .title, #more"));
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    const inField = target instanceof Element && target.matches("input, select, textarea");
+    if (event.key === "/" && !inField) {
+      event.preventDefault();
+      box.focus();
+      box.select();
+    } else if (event.key === "Escape" && (target === box || stops().includes(target))) {
+      event.preventDefault();
+      box.value = "";
+      clearAnswer();
+      box.focus();
+    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      const list = stops();
+      const at = list.indexOf(target);
+      if (target !== box && at < 0) return; // arrows keep scrolling the page elsewhere
+      if (!list.length) return;
+      event.preventDefault();
+      const next = event.key === "ArrowDown" ? Math.min(at + 1, list.length - 1) : at - 1;
+      if (next < 0) box.focus();
+      else {
+        list[next].focus();
+        list[next].scrollIntoView({ block: "nearest" });
+      }
+    }
+  });
+
+  if (box.value.trim() && area().querySelector("#not-ready[data-code=loading]")) {
+    retryTimer = setTimeout(() => search(0), RETRY_MS);
+  }
+})();
