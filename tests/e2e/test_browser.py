@@ -178,6 +178,7 @@ def test_typing_fast_then_changing_the_question_keeps_only_the_last_answer(serve
     tab.wait_for_timeout(400)  # its request has gone out and is held back
     expect(tab.locator("#searching")).to_be_visible()  # slower than 150 ms: the page says it is searching
     expect(tab.locator("#answer")).to_have_attribute("aria-busy", "true")
+    accessible(tab, "searching")
     box = tab.get_by_label("Ask a question")
     box.fill("")
     type_question(tab, QUESTION.q)
