@@ -13,12 +13,9 @@ from web.auth import require_read
 from web.errors import ApiError
 from web.params import parse_k, parse_mode, parse_offset, parse_query
 from web.render import marked_passage, with_code
-from web.results import shown_results
+from web.results import read_marks, shown_results
 
 pages = Blueprint("pages", __name__)
-
-MAX_MARKS = 20  # answering sentences a document link may mark
-
 
 @pages.before_request
 def _reads_need_the_read_key():
@@ -72,16 +69,6 @@ def results_fragment():
     return render_template("answer.html", **state), status
 
 
-def _marks(raw: str | None, start: int, end: int) -> list[dict[str, int]]:
-    """Answering sentences from a link's ``hl`` ("s-e,s-e", document offsets), kept to the cited passage."""
-    marks = []
-    for pair in (raw or "").split(",")[:MAX_MARKS]:
-        low, _, high = pair.partition("-")
-        if low.isdigit() and high.isdigit() and start <= int(low) < int(high) <= end:
-            marks.append({"start": int(low), "end": int(high)})
-    return marks
-
-
 @pages.get("/documents/<doc_id>")
 def document_page(doc_id: str):
     """The whole document, with the cited passage and its answering sentences marked, so a citation
@@ -109,7 +96,7 @@ def document_page(doc_id: str):
         "document.html",
         document=document,
         before=with_code(document.text[:start], 0, code),
-        marked=with_code(document.text[start:end], start, code, _marks(request.args.get("hl"), start, end)),
+        marked=with_code(document.text[start:end], start, code, read_marks(request.args.get("hl"), start, end)),
         after=with_code(document.text[end:], end, code),
         ordinal=ordinal, neighbour=neighbour, query=query,
     )

@@ -13,6 +13,8 @@ from typing import Iterable
 
 from kb.hit import Hit
 
+MAX_MARKS = 20  # answering sentences a document link may mark
+
 
 @dataclass
 class Shown:
@@ -24,8 +26,18 @@ class Shown:
 
     @property
     def marks(self) -> str:
-        """The answering sentences as the document link's ``hl`` ("start-end,..."; web/pages.py reads it)."""
+        """The answering sentences as the document link's ``hl`` ("start-end,..."; ``read_marks`` reads it)."""
         return ",".join(f"{span['start']}-{span['end']}" for span in self.hit.highlights)
+
+
+def read_marks(raw: str | None, start: int, end: int) -> list[dict[str, int]]:
+    """Answering sentences from a document link's ``hl``, kept to the cited passage [start, end); anything else is ignored."""
+    marks = []
+    for pair in (raw or "").split(",")[:MAX_MARKS]:
+        low, _, high = pair.partition("-")
+        if low.isdigit() and high.isdigit() and start <= int(low) < int(high) <= end:
+            marks.append({"start": int(low), "end": int(high)})
+    return marks
 
 
 def _new_pieces(hit: Hit, shown: list[tuple[int, int, int]]) -> list[tuple[int, int]]:

@@ -2,7 +2,7 @@
 
 from kb.hit import Hit
 from web.render import marked_passage
-from web.results import shown_results
+from web.results import read_marks, shown_results
 
 DOCUMENT = " ".join(f"Sentence {n} says something." for n in range(1, 13))  # 12 sentences, 26 characters each
 
@@ -52,3 +52,12 @@ def test_earlier_pages_count_as_shown():
     assert shown.cut_before and shown.view.text == DOCUMENT[sentence(4)[0]:sentence(4)[1]]
     (shown,) = shown_results([hit(6, 2, 4, doc_id="other")], above=[hit(1, 1, 3)])
     assert not shown.cut_before, "another document's passages never trim"
+
+
+def test_a_results_marks_travel_in_the_document_link_and_come_back_the_same():
+    (shown,) = shown_results([hit(1, 2, 4, answer=3)])
+    start, end = sentence(3)
+    assert shown.marks == f"{start}-{end}"
+    assert read_marks(shown.marks, shown.hit.start, shown.hit.end) == [{"start": start, "end": end}]
+    assert read_marks(f"{shown.marks},0-99999,x-y,7,-3-5", shown.hit.start, shown.hit.end) == [{"start": start, "end": end}]
+    assert read_marks(None, 0, 10) == []
