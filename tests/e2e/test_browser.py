@@ -257,6 +257,15 @@ def test_errors_are_a_friendly_line_never_json(server, open_page):
     expect(tab.locator("#error")).to_have_text("kb could not be reached. Check the connection and try again.")
     assert "{" not in tab.locator("#answer").inner_text()
     accessible(tab, "error-network")
+    # "More results" failing keeps the results shown, and can be tried again.
+    tab.goto(server.base + "/?" + urllib.parse.urlencode({"q": QUESTION.q, "k": 3}))
+    tab.get_by_role("link", name="More results").click()
+    expect(tab.locator("#error")).to_have_text("kb could not be reached. Check the connection and try again.")
+    assert tab.locator("ol#results > li.result").count() == 3
+    tab.unroute("**/results?**")
+    tab.get_by_role("link", name="More results").click()
+    expect(tab.locator("ol#results > li.result")).to_have_count(6)
+    expect(tab.locator("#error")).to_have_count(0)
 
 
 def test_keyboard_alone_searches_moves_opens_and_clears(server, open_page):

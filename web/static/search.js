@@ -49,14 +49,24 @@
     status.textContent = fresh.dataset.announce || "";
   }
 
-  function showError(message) {
-    const fresh = document.createElement("div");
-    fresh.id = "answer";
-    fresh.className = "answer";
+  // A failed first page replaces the results; a failed "More results" keeps the results shown
+  // and puts the sentence above the link, so it can be tried again.
+  function showError(message, offset) {
     const line = document.createElement("p");
     line.className = "error";
     line.id = "error";
     line.textContent = message;
+    const more = offset ? area().querySelector(".more-row") : null;
+    if (more) {
+      const old = document.getElementById("error");
+      if (old) old.remove();
+      more.before(line);
+      status.textContent = "Error: " + message;
+      return;
+    }
+    const fresh = document.createElement("div");
+    fresh.id = "answer";
+    fresh.className = "answer";
     fresh.append(line);
     fresh.dataset.announce = "Error: " + message;
     showAnswer(fresh);
@@ -68,6 +78,8 @@
   }
 
   function appendPage(fresh) {
+    const failed = document.getElementById("error");
+    if (failed) failed.remove();
     const list = document.getElementById("results");
     const items = Array.from(fresh.querySelectorAll("#results > li"));
     items.forEach((item) => list.append(item));
@@ -118,17 +130,21 @@
     } catch (error) {
       if (id !== latest) return; // a newer search took over (this one was aborted)
       settle();
-      showError("kb could not be reached. Check the connection and try again.");
+      showError("kb could not be reached. Check the connection and try again.", offset);
       return;
     }
     if (id !== latest) return;
     settle();
     const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("answer");
     if (!fresh) {
-      showError(friendly(response.status));
+      showError(friendly(response.status), offset);
       return;
     }
-    if (offset && response.ok && document.getElementById("results")) appendPage(fresh);
+    if (offset && !response.ok) {
+      showError(fresh.textContent.trim() || friendly(response.status), offset);
+      return;
+    }
+    if (offset && document.getElementById("results")) appendPage(fresh);
     else showAnswer(fresh);
     if (!offset) history.replaceState(null, "", "/?" + data);
     if (response.status === 503 && fresh.querySelector("#not-ready[data-code=loading]")) {
