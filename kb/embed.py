@@ -117,6 +117,12 @@ class ModelLock:
             self._cond.notify_all()
 
 
+def batch_engine(encoder: str) -> str:
+    """The engine that embeds batches of passages under KB_ENCODER=``encoder``: ONNX Runtime only when
+    asked for by name; under auto, torch (faster at batches on this CPU: README, "Encoder engines")."""
+    return "onnx" if encoder == "onnx" else "torch"
+
+
 class Embedder:
     """Turns texts into unit-length vectors; also counts the model's word pieces.
 
@@ -221,7 +227,7 @@ class Embedder:
 
     @property
     def batches_on_onnx(self) -> bool:
-        return self.encoder == "onnx" and self.onnx is not None
+        return batch_engine(self.encoder) == "onnx" and self.onnx is not None
 
     def _arithmetic(self, texts: int) -> contextlib.AbstractContextManager:
         """The autocast context for a torch call that embeds this many texts (autocast state is per thread).

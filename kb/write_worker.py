@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+from kb.embed import batch_engine
 from kb.ingest import Document
 from kb.settings import Settings
 from kb.store import PreparedDocument
@@ -123,7 +124,7 @@ def get_write_worker(settings: Settings) -> WriteWorker:
     It only embeds batches of passages, so under KB_ENCODER=auto it runs torch alone (see kb/embed.py).
     """
     with _workers_lock:
-        encoder = "onnx" if settings.encoder == "onnx" else "torch"
+        encoder = batch_engine(settings.encoder)
         key = (settings.model, settings.precision, encoder, settings.device, str(settings.encoder_folder.resolve()))
         if key not in _workers:
             import atexit
