@@ -76,7 +76,7 @@ def main() -> None:
     app = create_app(settings)
     embedder = app.extensions["kb"].embedder
     stop = threading.Event()
-    if embedder.onnx is None:  # as kb serve: torch embeds on a thread of its own, ONNX Runtime on the request's
+    if embedder.wants_model_thread:  # as kb serve: torch embeds on a thread of its own, ONNX Runtime on the request's
         threading.Thread(target=embedder.batcher.run_forever, kwargs={"should_stop": stop.is_set, "poll": 0.05},
                          daemon=True).start()
     client = app.test_client()

@@ -393,7 +393,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         embedder = embedder_for(settings)
-        if embedder.onnx is None:
+        if embedder.wants_model_thread:
             embedder.batcher.run_forever(should_stop=stopped)
         while not stopped():
             time.sleep(0.5)

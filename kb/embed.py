@@ -226,6 +226,12 @@ class Embedder:
         return self.onnx.max_seq_length if self.onnx is not None else int(self.model.max_seq_length)
 
     @property
+    def wants_model_thread(self) -> bool:
+        """Whether queries are best embedded on one thread of its own, micro-batched (torch: `kb serve`
+        runs ``batcher.run_forever`` on its main thread); ONNX Runtime runs them on the request's thread."""
+        return self.onnx is None
+
+    @property
     def batches_on_onnx(self) -> bool:
         return batch_engine(self.encoder) == "onnx" and self.onnx is not None
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from kb.sentence_vectors import FORMATS as SENTENCE_FORMATS
+
 
 MODES = ("hybrid", "dense", "keyword")
 FUSIONS = ("zscore", "minmax", "rrf")
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 PRECISIONS = ("auto", "float32", "bfloat16")
 ENCODERS = ("auto", "torch", "onnx")
-SENTENCE_FORMATS = ("float16", "int8")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 WRITE_EMBEDDINGS = ("process", "inline")
 STORES = ("faiss", "postgres")
