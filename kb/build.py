@@ -3,28 +3,29 @@
 Only files whose size or modification time changed are read again, only documents whose content
 hash changed are embedded, and documents are written in batches, each one transaction: a build
 killed midway keeps every batch it committed and the next build carries on from there.
-Documents sent through the API (they have no corpus file) are left alone. A change of model or
-chunk settings (or ``--force``) builds a new store beside the old one, carrying the API's
-documents over, and makes it current only when it is complete.
+Documents a store keeps itself (the PostgreSQL store's API documents) are left alone. When the
+index no longer fits (another model, chunk settings or index format, ``--force``, a damaged index
+file), the store derives a new index from its record, beside the live one, and switches to it only
+when it is complete (each store's ``for_build`` and ``rederive``); nothing in the record is touched.
+The store remembers the corpus folder it was synced with: pointing kb at another folder switches
+the index to that folder's documents (one line says so), and pointing it back brings them back.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from kb.embed import Embedder, embedder_for
-from kb.faiss_store import FaissStore, current_folder
-from kb.ingest import Document, corpus_files, read_files
+from kb.folder import corpus_files, tidy
+from kb.ingest import Document, read_files
 from kb.prepare import Chunked, build_config, chunk_all, embed_chunked
 from kb.settings import Settings
-from kb.store import PreparedDocument, Store, StoreMismatch, StoreMissing, StoreProblem, StoreUnwritable
+from kb.store import PreparedDocument, Store, StoreUnwritable
+from kb.stores import store_class
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +66,6 @@ class BuildReport:
         )
 
 
-@contextlib.contextmanager
-def build_lock(root: Path) -> Iterator[None]:
-    """One build at a time per index folder (API writes go straight to the store's transactions)."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        handle = open(root / ".lock", "a")
-    except OSError as exc:
-        raise StoreUnwritable(f"cannot write the new index to {root} ({exc.strerror or exc}): free some space or make "
-                              f"{root} writable, then run `kb build` again; the previous index is unchanged") from None
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def build_index(
     settings: Settings,
     force: bool = False,
@@ -89,49 +73,67 @@ def build_index(
     progress: ProgressFactory | None = None,
     documents: list[Document] | None = None,
 ) -> BuildReport:
-    """Bring the store in line with the corpus folder (or with exactly ``documents``)."""
+    """Bring the store in line with the corpus folder (or with exactly ``documents``).
+
+    When the index no longer fits (another model, chunking or index format, ``force``, a damaged file),
+    the store derives a new one from its record first (kb/record.py), beside the live one."""
     began = time.perf_counter()
     report = BuildReport()
-    root = Path(settings.index_dir)
     if documents is None and not Path(settings.corpus_dir).is_dir():
         raise FileNotFoundError(f"corpus folder {settings.corpus_dir} does not exist (set KB_CORPUS_DIR)")
-    with build_lock(root):
-        if settings.store == "postgres":
-            store, reason, carried = _open_or_reset_database(settings, force, embedder)
-            fresh = False
-        else:
-            _remove_unfinished(root)
-            store, reason, carried = _open_or_create(root, settings, force, embedder)
-            fresh = current_folder(root) != store.folder
+    kind = store_class(settings)
+    models = _Models(settings, embedder)
+    with kind.build_lock(settings):
+        store, why = kind.for_build(settings, build_config(settings), force, models.dimension)
         try:
-            wanted, files_read, files_gone = _wanted(store, settings, documents, report, fresh)
+            if why is not None:
+                log.warning(why)
+                report.reason = why
+                store = store.rederive(lambda target, batch: _write(target, settings, models.embedder(), batch,
+                                                                    report, progress))
+            folder = None if documents is not None else str(Path(settings.corpus_dir).resolve())
+            if folder is not None and store.corpus not in (None, folder):
+                log.warning("switching the index from %s to %s (the documents of %s stay there: point "
+                            "KB_CORPUS_DIR back at it to have them again)", store.corpus, folder, store.corpus)
+                report.reason = report.reason or f"corpus folder changed from {store.corpus}"
+            if folder is not None:
+                tidy(Path(settings.corpus_dir))
+            wanted, files_read, files_gone = _wanted(store, settings, documents, report)
             try:
-                _sync(store, settings, embedder, progress, report, documents, wanted + [
-                    d for d in carried if d.id not in {w.id for w in wanted}], files_read, files_gone, fresh)
+                _sync(store, settings, models, progress, report, documents, wanted, files_read, files_gone)
+                made = store.finish(folder, written=report.written or why is not None)
             except OSError as exc:  # a write failed (SQLite's own failures are StoreUnwritable already)
-                raise StoreUnwritable(f"cannot write the new index to {exc.filename or root} ({exc.strerror or exc}): "
-                                      f"free some space or make {root} writable, then run `kb build` again; "
-                                      "what was written before is kept") from None
-            report.reason = reason if report.written else "nothing changed"
+                raise StoreUnwritable(f"cannot write the index at {exc.filename or store.location} "
+                                      f"({exc.strerror or exc}): free some space or make it writable, then run "
+                                      "`kb build` again; what was written before is kept") from None
+            report.written = report.written or why is not None or made
+            report.reason = report.reason or ("documents changed" if report.written else "nothing changed")
+            report.documents, report.passages = store.counts()
+            report.index_path = store.location
         finally:
             store.close()
     report.seconds = time.perf_counter() - began
     return report
 
 
-def _remove_unfinished(root: Path) -> None:
-    """Store folders a killed full rebuild left behind (never current), and stale links; the current one stays."""
-    current = current_folder(root)
-    for folder in [*root.glob("store-*"), *root.glob("build-*"), *root.glob(".tmp-build-*")]:  # build-*: format 3
-        if folder.resolve() != current:
-            shutil.rmtree(folder, ignore_errors=True)
-    for link in root.glob(".current-store-*"):
-        link.unlink(missing_ok=True)
+class _Models:
+    """The embedder, loaded only when something has to be embedded (a build that changes nothing needs none)."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None) -> None:
+        self.settings, self._embedder = settings, embedder
+
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = embedder_for(self.settings)
+        return self._embedder
+
+    def dimension(self) -> int:
+        return self.embedder().dimension
 
 
-def _sync(store: Store, settings: Settings, embedder: Embedder | None, progress: ProgressFactory | None,
+def _sync(store: Store, settings: Settings, models: _Models, progress: ProgressFactory | None,
           report: BuildReport, documents: list[Document] | None, wanted: list[Document],
-          files_read: dict[str, tuple[int, int]], files_gone: list[str], fresh: bool) -> None:
+          files_read: dict[str, tuple[int, int]], files_gone: list[str]) -> None:
     fingerprints = store.fingerprints()
     to_write: list[Document] = []
     for document in wanted:
@@ -139,7 +141,7 @@ def _sync(store: Store, settings: Settings, embedder: Embedder | None, progress:
         if known is None:
             report.added.append(document.id)
             to_write.append(document)
-        elif known[0] != document.content_hash or known[1] != document.path:
+        elif known != (document.content_hash, document.path):
             report.changed.append(document.id)
             to_write.append(document)
         else:
@@ -147,99 +149,25 @@ def _sync(store: Store, settings: Settings, embedder: Embedder | None, progress:
     keep = {d.id for d in wanted}
     if documents is not None:
         report.removed = sorted(set(fingerprints) - keep)
-    else:  # corpus documents whose file is gone, or no longer holds them; API documents stay
+    else:  # documents whose file is gone, or no longer holds them; documents the store keeps itself stay
         read_paths = set(files_read) | set(files_gone)
         report.removed = sorted(doc_id for doc_id, (_, path) in fingerprints.items()
                                 if path and path in read_paths and doc_id not in keep)
         report.unchanged += [doc_id for doc_id, (_, path) in fingerprints.items()
                              if path and path not in read_paths and doc_id not in keep]
     if to_write or report.removed:
-        embedder = embedder or embedder_for(settings)
-        _write(store, settings, embedder, to_write, report, progress)
+        _write(store, settings, models.embedder(), to_write, report, progress)
         store.delete(report.removed)
     store.record_files({**files_read, **{path: None for path in files_gone}})
-    report.written = bool(to_write or report.removed or fresh)
-    if report.written and isinstance(store, FaissStore):
-        store.checkpoint()
-    if fresh:
-        store.make_current()
-    report.documents, report.passages = store.counts()
-    report.index_path = store.location
+    report.written = bool(to_write or report.removed)
 
 
-def _open_or_create(root: Path, settings: Settings, force: bool, embedder: Embedder | None
-                    ) -> tuple[FaissStore, str, list[Document]]:
-    """The current store when it fits the settings; else a new one, with the API's documents to carry over."""
-    config = build_config(settings)
-    reason, old = "no previous index", None
-    folder = current_folder(root)
-    if folder is not None:
-        try:
-            old = FaissStore(folder, settings, lazy=True)  # a sync that writes nothing needs no FAISS or BM25
-        except StoreProblem as exc:
-            reason = f"previous index unreadable, rebuilding everything: {exc}"
-            log.warning(reason)
-    if old is not None and old.config == config and not force:
-        return old, "documents changed", []
-    carried: list[Document] = []
-    if old is not None:
-        reason = "forced full rebuild" if old.config == config else \
-            f"settings changed ({_config_change(old.config, config)}), re-embedding everything"
-        log.warning(reason)
-        carried = _api_documents(old)
-        old.close()
-    embedder = embedder or embedder_for(settings)
-    return FaissStore.create(root, settings, settings.model, embedder.dimension, config), reason, carried
-
-
-def _open_or_reset_database(settings: Settings, force: bool, embedder: Embedder | None
-                            ) -> tuple[Store, str, list[Document]]:
-    """The database store (its tables created when missing); emptied first when the model or chunk
-    settings changed (or with ``force``), with the API's documents to carry over.
-
-    Searches see the store fill up again during such a rebuild (a FAISS rebuild builds a new store
-    beside the old one instead); the README says so.
-    """
-    from kb.pg_store import PostgresStore
-
-    config = build_config(settings)
-    try:
-        store = PostgresStore(settings)
-    except StoreMissing:
-        embedder = embedder or embedder_for(settings)
-        return PostgresStore.create(settings, settings.model, embedder.dimension, config), "no previous index", []
-    if store.config == config and store.model == settings.model and not force:
-        return store, "documents changed", []
-    embedder = embedder or embedder_for(settings)
-    if embedder.dimension != store.dimension:
-        store.close()
-        raise StoreMismatch(f"{store.location} holds {store.dimension}-dimension vectors and {settings.model} makes "
-                            f"{embedder.dimension}: run `kb db reset` (it deletes every document, the API's too), "
-                            "then `kb build`")
-    reason = "forced full rebuild" if store.config == config else \
-        f"settings changed ({_config_change(store.config, config)}), re-embedding everything"
-    log.warning(reason)
-    carried = _api_documents(store)
-    store.reset(settings.model, config)
-    return store, reason, carried
-
-
-def _api_documents(store: Store) -> list[Document]:
-    """Documents sent through the API live only in the store: a rebuild must carry them over."""
-    found = []
-    for doc_id, (_, path) in store.fingerprints().items():
-        if not path:
-            stored = store.document(doc_id)
-            found.append(Document(stored.id, stored.title, stored.source, stored.text, stored.metadata, ""))
-    return found
-
-
-def _wanted(store: Store, settings: Settings, documents: list[Document] | None, report: BuildReport,
-            fresh: bool) -> tuple[list[Document], dict[str, tuple[int, int]], list[str]]:
+def _wanted(store: Store, settings: Settings, documents: list[Document] | None, report: BuildReport
+            ) -> tuple[list[Document], dict[str, tuple[int, int]], list[str]]:
     """(documents read, stats of the files read, corpus paths that are gone)."""
     if documents is not None:
         return list(documents), {}, []
-    known = {} if fresh else store.file_stats()
+    known = store.file_stats()
     listed = list(corpus_files(Path(settings.corpus_dir)))
     seen = {relative for relative, _, _ in listed}
     changed = [entry for entry in listed if known.get(entry[0]) != entry[2]]  # unchanged files are not even opened
@@ -266,9 +194,3 @@ def _write(store: Store, settings: Settings, embedder: Embedder, documents: Sequ
             store.add(prepared)
             report.passages_embedded += size
             batch, size = [], 0
-
-
-def _config_change(old: Any, new: dict[str, Any]) -> str:
-    if not isinstance(old, dict):
-        return "no recorded settings"
-    return ", ".join(f"{key}: {old.get(key)!r} -> {value!r}" for key, value in new.items() if old.get(key) != value)

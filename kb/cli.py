@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     evaluate.set_defaults(run=_eval)
 
-    add = sub.add_parser("add", help="copy files into the corpus and index them")
+    add = sub.add_parser("add", help="add files to the knowledge base, as uploads (kept in corpus/.kb/uploads/ on FAISS)")
     add.add_argument("paths", nargs="+", help=".txt, .md, .html, .pdf or .jsonl files")
     add.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
     add.set_defaults(run=_add)
@@ -217,8 +217,6 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
     from kb.library import DocumentError
 
     for raw in args.paths:  # a missing file is found before the model is loaded
@@ -375,8 +373,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"kb: {report.summary()}", file=sys.stderr, flush=True)
 
     # Listens at once: /api/health says 503 "loading" while the index is brought in line and loaded.
-    # A database store is shared by stateless servers: `kb build`, run from one place, syncs the corpus into it.
-    app = create_app(settings, background=True, prepare=bring_in_line if settings.store == "faiss" else None)
+    # Where the corpus folder is the store's record, the server brings the index in line with it first; a
+    # database store is shared by stateless servers, and `kb build`, run from one place, syncs a folder into it.
+    from kb.stores import store_class
+
+    app = create_app(settings, background=True,
+                     prepare=bring_in_line if store_class(settings).record_is_corpus_folder else None)
     loading = app.extensions["kb"]
     # Headers up to 2 MiB reach the app, so an over-long query gets kb's own JSON error, not waitress's page.
     server = create_server(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb",

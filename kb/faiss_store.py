@@ -1,9 +1,16 @@
-"""The default store: a folder on one disk with a SQLite record file and FAISS and BM25 in memory.
+"""The default store: the corpus folder as its record, and an index derived from it in one folder.
 
-    index/current -> store-1795806900123456789       (symlink; moved only by a full rebuild)
-    store-.../manifest.json                           format, model, dimension, chunk settings
+    corpus/ (with corpus/.kb/)                        the record: every document, as files (kb/folder.py)
+    index/current -> store-1795806900123456789       (symlink; moved only when a new index is derived)
+    store-.../manifest.json                           format, model, dimension, chunk settings, corpus folder
     store-.../records.sqlite                          documents, passages (vectors, terms, sentences), change log
     store-.../checkpoints/latest.json, seq-.../       FAISS index, BM25 arrays and slot map at a sequence number
+
+Everything under index/ is derived: a damaged file, an older format, `make clean` or `kb build --force`
+costs embedding time, never a document. A new index (another model, chunking or format) is built in a
+store folder beside the live one from the corpus folder and made current when complete; a build killed
+midway resumes in that folder. An index of format 4, whose records.sqlite was the only home of the
+documents sent through the API, first has those documents written into the corpus folder.
 
 A write is one SQLite transaction (durable at commit), then every process applies it to its
 in-memory indexes from the change log: the writing process at once, others within
@@ -18,27 +25,34 @@ slots are deleted or the store outgrows its index type (flat to HNSW); searches 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from kb.files import exclusive, fsync_dir
 from kb.filters import Filters
+from kb.folder import write_durably
 from kb.memory import MemoryIndex
+from kb.readers import Parsed
+from kb.record import Record
 from kb.settings import Settings
 from kb.sqlite_db import RecordDB
 from kb.store import (Candidates, PassageRecord, PreparedDocument, Snapshot, Store, StoreCorrupt, StoreMismatch,
-                      StoreMissing, StoreProblem, StoreUnwritable, StoredDocument, check_dimension)
+                      StoreMissing, StoreProblem, StoreUnwritable, StoredDocument, check_dimension, rebuild_reason)
 from kb.vectors import ann_spec
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5  # 5: the corpus folder is the record (4 kept documents sent through the API in records.sqlite)
 CURRENT = "current"
 MANIFEST = "manifest.json"
 RECORDS = "records.sqlite"
@@ -71,6 +85,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 class FaissStore(Store):
+    record_is_corpus_folder = True
+
     def __init__(self, folder: Path, settings: Settings, memory: MemoryIndex | None = None, lazy: bool = False) -> None:
         """Open a store folder; its in-memory indexes load now, or with ``lazy`` on first use."""
         self.folder = Path(folder)
@@ -79,6 +95,8 @@ class FaissStore(Store):
         manifest = read_manifest(self.folder)
         self.model, self.dimension, self.config = manifest["model"], int(manifest["dimension"]), manifest["config"]
         self.manifest = manifest
+        self.corpus = manifest.get("corpus")
+        self.record = Record(settings.corpus_dir, in_folder=True)
         self.db = RecordDB(self.folder / RECORDS, settings.sentence_vectors)
         if not (self.folder / RECORDS).exists():
             raise StoreCorrupt(f"{self.folder / RECORDS} is missing: run `kb build --force` to rebuild the index")
@@ -105,14 +123,15 @@ class FaissStore(Store):
     # ---- opening and creating -------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path, settings: Settings, model: str, dimension: int, config: dict[str, Any]) -> "FaissStore":
-        """A new, empty store folder under ``root`` (not yet current: see ``make_current``)."""
+    def create(cls, root: Path, settings: Settings, model: str, dimension: int, config: dict[str, Any],
+               corpus: str | None = None) -> "FaissStore":
+        """A new, empty store folder under ``root`` (not yet current: see ``finish``)."""
         root = Path(root)
         folder = root / f"store-{time.time_ns()}"
         try:
             folder.mkdir(parents=True)
             manifest = {"format_version": FORMAT_VERSION, "model": model, "dimension": dimension, "config": config,
-                        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                        "corpus": corpus, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             RecordDB(folder / RECORDS).create({"model": model, "dimension": dimension})
             (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         except OSError as exc:
@@ -124,11 +143,91 @@ class FaissStore(Store):
     def make_current(self) -> None:
         root = self.folder.parent
         link = root / f".{CURRENT}-{self.folder.name}"
+        link.unlink(missing_ok=True)
         os.symlink(self.folder.name, link)
         os.replace(link, root / CURRENT)
-        from kb.files import fsync_dir
-
         fsync_dir(root)
+
+    # ---- lifecycle (kb/store.py) ----------------------------------------------------------
+
+    @classmethod
+    def open(cls, settings: Settings, expected_model: str | None = None) -> "FaissStore":
+        return open_current(settings, expected_model)
+
+    @classmethod
+    def exists(cls, settings: Settings) -> bool:
+        return current_folder(settings.index_dir) is not None
+
+    @classmethod
+    def evaluation_settings(cls, settings: Settings, name: str) -> Settings:
+        return settings.with_(index_dir=Path(settings.index_dir) / "eval" / name)
+
+    @classmethod
+    @contextlib.contextmanager
+    def build_lock(cls, settings: Settings) -> Iterator[None]:
+        """One build at a time per index folder (API writes go straight to the store's transactions)."""
+        root = Path(settings.index_dir)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            handle = open(root / ".lock", "a")
+        except OSError as exc:
+            raise StoreUnwritable(f"cannot write the index to {root} ({exc.strerror or exc}): free some space or "
+                                  f"make {root} writable, then run `kb build` again; the previous index is "
+                                  "unchanged") from None
+        with handle, exclusive(handle):
+            yield
+
+    @classmethod
+    def for_build(cls, settings: Settings, config: dict[str, Any], force: bool,
+                  dimension: Callable[[], int]) -> tuple["FaissStore", str | None]:
+        """The current store when it fits; else a store folder beside it (a killed build's, resumed, or a new
+        one), to be filled from the corpus folder and made current by ``finish``."""
+        root = Path(settings.index_dir)
+        current = current_folder(root)
+        why = None
+        if current is not None:
+            found = _format_of(current)
+            if isinstance(found, int) and found < FORMAT_VERSION:
+                why = _adopt(current, settings)
+            else:
+                try:
+                    live = cls(current, settings, lazy=True)  # a sync that writes nothing needs no FAISS or BM25
+                except StoreProblem as exc:
+                    why = (f"previous index unreadable, rebuilding it from {settings.corpus_dir}, which holds every "
+                           f"document: {exc}")
+                else:
+                    why = rebuild_reason(live.config, config, force)
+                    if why is None:
+                        _remove_leftovers(root, keep=[current])
+                        return live, None
+                    live.close()
+        corpus = str(Path(settings.corpus_dir).resolve())
+        target = _resumable(root, current, config, settings, corpus) or \
+            cls.create(root, settings, settings.model, dimension(), config, corpus)
+        _remove_leftovers(root, keep=[current, target.folder])
+        return target, why
+
+    def rederive(self, write: Callable[[Store, list[Any]], None]) -> "FaissStore":
+        """This store is the new index beside the live one; the corpus folder, its record, fills it (the sync)."""
+        return self
+
+    def finish(self, corpus: str | None, written: bool) -> bool:
+        if corpus is not None and corpus != self.corpus:
+            self.manifest = {**self.manifest, "corpus": corpus}
+            write_durably(self.folder / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=True).encode())
+            self.corpus = corpus
+        current = current_folder(self.folder.parent) == self.folder
+        if written or not current:
+            self.checkpoint()
+        if not current:
+            self.make_current()
+        return not current
+
+    def successor(self) -> "FaissStore | None":
+        folder = current_folder(self.settings.index_dir)
+        if folder is None or folder == self.folder:
+            return None
+        return open_current(self.settings, expected_model=self.model)
 
     def _open_memory(self) -> MemoryIndex:
         checkpoints = self.folder / CHECKPOINTS
@@ -183,6 +282,10 @@ class FaissStore(Store):
 
     def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
         return self.db.passage_spans(doc_id)
+
+    def original(self, doc_id: str) -> bytes | None:
+        stored = self.db.document(doc_id)
+        return self.record.original(stored.path) if stored is not None else None
 
     def fingerprints(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
         return self.db.fingerprints(ids)
@@ -346,6 +449,66 @@ def open_current(settings: Settings, expected_model: str | None = None) -> Faiss
         raise StoreMismatch(f"{folder / MANIFEST} was built with model {store.model!r} but KB_MODEL is "
                             f"{expected_model!r}: run `kb build` to rebuild the index")
     return store
+
+
+def _format_of(folder: Path) -> Any:
+    """The format_version a store folder's manifest names (None when it cannot be read)."""
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("format_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _adopt(folder: Path, settings: Settings) -> str:
+    """An index of an older format is derived again; first, the documents it alone kept (format 4: those sent
+    through the API, in its records.sqlite) are written into the record. A file that cannot be read is kept
+    aside under its own name, never deleted, and the reason says where."""
+    found = _format_of(folder)
+    if found != 4:  # format 3 and before kept them in the corpus folder already (corpus/api/)
+        return f"index format {found} is derived again from {settings.corpus_dir} (this kb writes format {FORMAT_VERSION})"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{folder / RECORDS}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT id, title, source, text, metadata FROM documents WHERE path = ''").fetchall()
+        record = Record(settings.corpus_dir, in_folder=True)
+        documents = [record.json_document(Parsed(title, text, json.loads(metadata), doc_id, source), doc_id)
+                     for doc_id, title, source, text, metadata in rows]
+        record.save(documents).keep()
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong, the old folder is kept for a person to look at
+        kept = folder.parent / f"unreadable-{folder.name}"
+        os.replace(folder, kept)
+        return (f"index format {found} is derived again from {settings.corpus_dir}, but its documents sent through "
+                f"the API could not be read ({exc}); the old index is kept in {kept}")
+    moved = f"; its {len(documents)} documents sent through the API are now in {record.corpus}/.kb/documents/" \
+        if documents else ""
+    return f"index format {found} is derived again from {settings.corpus_dir} (this kb writes format {FORMAT_VERSION}){moved}"
+
+
+def _resumable(root: Path, current: Path | None, config: dict[str, Any], settings: Settings,
+               corpus: str) -> FaissStore | None:
+    """The newest store folder a killed build left beside the current one, if it is being built for the same
+    model, settings and corpus folder: the build carries on in it."""
+    for folder in sorted(root.glob("store-*"), reverse=True):
+        if folder == current or _format_of(folder) != FORMAT_VERSION:
+            continue
+        try:
+            store = FaissStore(folder, settings, lazy=True)
+        except StoreProblem:
+            continue
+        if store.model == settings.model and store.config == config and store.corpus == corpus:
+            return store
+        store.close()
+    return None
+
+
+def _remove_leftovers(root: Path, keep: list[Path | None]) -> None:
+    """Store folders no build will use again (a finished build's predecessor, a killed build's for other
+    settings) and stale links; ``keep`` stays. Everything here is derived: nothing of the record is lost."""
+    kept = {folder.resolve() for folder in keep if folder is not None}
+    for folder in [*root.glob("store-*"), *root.glob("build-*"), *root.glob(".tmp-build-*")]:  # build-*: format 3
+        if folder.resolve() not in kept:
+            shutil.rmtree(folder, ignore_errors=True)
+    for link in root.glob(".current-store-*"):
+        link.unlink(missing_ok=True)
 
 
 __all__ = ["FaissStore", "FaissSnapshot", "open_current", "current_folder", "StoreProblem"]

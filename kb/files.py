@@ -1,9 +1,22 @@
-"""Durable file writes: a file is complete on disk before anything says it exists."""
+"""Flushing files and folders to disk (durable writes that can be rolled back: kb/folder.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
+from typing import IO, Iterator
+
+
+@contextlib.contextmanager
+def exclusive(handle: IO) -> Iterator[None]:
+    """An exclusive lock on an open file, across processes, until the block ends (closing the file ends it too)."""
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def fsync_dir(path: Path) -> None:
@@ -20,24 +33,3 @@ def fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, flush it to disk, rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def remove_durably(path: Path) -> None:
-    path.unlink()
-    fsync_dir(path.parent)

@@ -14,19 +14,19 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
+from kb.folder import SUPPORTED_SUFFIXES, corpus_files, default_source, logical_path
 from kb.readers import READERS, Parsed, UnreadableDocument, metadata_problem, reader_for
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = tuple(READERS)
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"  # and no ".." (see valid_id)
 _VALID_ID = re.compile(ID_PATTERN)
 
 __all__ = ["Document", "UnreadableDocument", "read_corpus", "read_document", "documents_from", "valid_id",
-           "doc_id_for", "slug", "content_hash", "corpus_files", "read_files"]
+           "doc_id_for", "slug", "content_hash", "read_files"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Document:
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
     path: str = ""  # the file in the corpus folder that holds it, relative; "" when it has none
+    original: bytes | None = field(default=None, repr=False, compare=False)  # an upload's bytes, for a store to keep
 
     @property
     def content_hash(self) -> str:
@@ -127,29 +128,6 @@ def read_files(files: Iterable[tuple[str, Path, tuple[int, int]]], skipped: list
     return documents, read
 
 
-def corpus_files(corpus_dir: Path) -> Iterator[tuple[str, Path, tuple[int, int]]]:
-    """(relative path, path, (size, mtime_ns)) of every supported file under corpus_dir, by path."""
-    corpus_dir = Path(corpus_dir)
-    if not corpus_dir.is_dir():
-        raise FileNotFoundError(f"corpus folder {corpus_dir} does not exist (set KB_CORPUS_DIR)")
-    for path in _iter_files(corpus_dir):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue  # gone since it was listed
-        yield path.relative_to(corpus_dir).as_posix(), path, (stat.st_size, stat.st_mtime_ns)
-
-
-def _iter_files(corpus_dir: Path) -> Iterator[Path]:
-    for path in sorted(corpus_dir.rglob("*")):
-        if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES and not _hidden(path, corpus_dir):
-            yield path
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def read_document(path: Path, relative_path: str | None = None, max_chars: int | None = None) -> list[Document]:
     """Read one file into its Documents (one, or one per JSON line); raises UnreadableDocument."""
     relative_path = relative_path or path.name
@@ -160,9 +138,11 @@ def read_document(path: Path, relative_path: str | None = None, max_chars: int |
 
 
 def documents_from(parsed: list[Parsed], relative_path: str, max_chars: int | None = None) -> list[Document]:
-    """Documents from a reader's output. ``max_chars`` bounds the text a file yields in all (a
-    compressed PDF stream can expand far beyond the file's size)."""
-    base = doc_id_for(relative_path)
+    """Documents from a reader's output, for the file at ``relative_path`` in the corpus folder. ``max_chars``
+    bounds the text a file yields in all (a compressed PDF stream can expand far beyond the file's size).
+
+    Ids and default sources come from the path, kb's own folder left out (kb/folder.py)."""
+    base = doc_id_for(logical_path(relative_path))
     documents = []
     total = sum(len(item.text) for item in parsed)
     if max_chars is not None and total > max_chars:
@@ -177,7 +157,7 @@ def documents_from(parsed: list[Parsed], relative_path: str, max_chars: int | No
             raise UnreadableDocument(f"document id {item.id!r} may hold only letters, digits, '.', '_' and '-'")
         doc_id = item.id or (base if len(parsed) == 1 and reader_for(relative_path) is not READERS[".jsonl"]
                              else f"{base}--{number}")
-        source = str(item.metadata.get("source") or relative_path)
+        source = item.source or str(item.metadata.get("source") or default_source(relative_path, doc_id))
         documents.append(
             Document(doc_id, item.title or Path(relative_path).stem, source, item.text, item.metadata, relative_path)
         )

@@ -10,20 +10,19 @@ writing clients do not serialize into four updates. While a write embeds, querie
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from kb.batching import MicroBatcher
 from kb.build import BuildReport
-from kb.files import remove_durably, write_atomically
-from kb.ingest import Document, documents_from, slug, valid_id
+from kb.ingest import Document, slug, valid_id
 from kb.prepare import prepare
 from kb.readers import UnreadableDocument, parse_record, reader_for
 from kb.settings import Settings
 from kb.store import PreparedDocument, Store, StoreUnavailable, StoreUnwritable
 from kb.write_worker import WorkerFailed
 
-UPLOAD_FOLDER = "uploads"  # `kb add` copies files into corpus/uploads/
 WRITE_SLICE = 8  # passages embedded per hold of the model while a server writes (queries pass between slices)
 MAX_NAME_BYTES = 255  # what Linux file systems allow in one name
 
@@ -78,46 +77,30 @@ class Library:
         doc_id = parsed.id or _new_id(parsed.title)
         if not valid_id(doc_id):
             raise DocumentError("invalid_id", f"document id {doc_id[:80]!r} may hold only letters, digits, '.', '_' and '-'")
-        existing = self._store().fingerprints([doc_id]).get(doc_id)
-        if existing and existing[1]:
-            raise DocumentError("id_taken", f"id {doc_id!r} belongs to the corpus file {existing[1]}; "
-                                "change that file, or choose another id")
-        metadata = dict(parsed.metadata)
-        source = str(metadata.get("source") or f"api/{doc_id}")
-        document = Document(doc_id, parsed.title, source, parsed.text, metadata, "")
-        report = self._submit([document])
+        document = self._store().record.json_document(parsed, doc_id)
+        report = self._submit(self._not_taken([document]))
         return self.describe(doc_id), report
 
     def add_file(self, name: str, data: bytes) -> tuple[list[dict], BuildReport]:
-        """A file of a supported type (an upload); it is read before anything is stored."""
-        documents = self._read_upload(name, data)
-        report = self._submit([Document(d.id, d.title, d.source, d.text, d.metadata, "") for d in documents])
-        return [self.describe(d.id) for d in documents], report
-
-    def add_path(self, source: Path) -> tuple[list[dict], BuildReport]:
-        """`kb add`: copy a file into the corpus's uploads folder, durably, and index it as a corpus file."""
-        data = Path(source).read_bytes()
-        documents = self._read_upload(source.name, data)
-        target = self.corpus / UPLOAD_FOLDER / source.name
-        _store(write_atomically, target, data)
-        report = self._submit(documents)
-        stat = target.stat()
-        self._store().record_files({f"{UPLOAD_FOLDER}/{source.name}": (stat.st_size, stat.st_mtime_ns)})
-        return [self.describe(d.id) for d in documents], report
-
-    def _read_upload(self, name: str, data: bytes) -> list[Document]:
+        """A file of a supported type (an upload, or `kb add`): read before anything is stored, then kept
+        where the store keeps what kb is given (kb/record.py)."""
         safe = check_file_name(name)
-        reader = reader_for(safe)
-        if reader is None:
+        if reader_for(safe) is None:
             raise DocumentError("unsupported_type", f"kb cannot read {Path(safe).suffix or 'files without a type'}; "
                                 "send .txt, .md, .html, .pdf or .jsonl")
         try:
-            return documents_from(reader(data), f"{UPLOAD_FOLDER}/{safe}", self.settings.max_upload_mb * 2**20)
+            documents = self._store().record.uploaded(safe, data, self.settings.max_upload_mb * 2**20)
         except UnreadableDocument as exc:
             raise DocumentError("unreadable_document", f"{safe}: {exc}") from None
+        report = self._submit(self._not_taken(documents))
+        return [self.describe(d.id) for d in documents], report
+
+    def add_path(self, source: Path) -> tuple[list[dict], BuildReport]:
+        """`kb add`: a file on disk, stored as an upload."""
+        return self.add_file(source.name, Path(source).read_bytes())
 
     def remove(self, doc_id: str) -> BuildReport:
-        """Delete a document; one from a corpus file loses its file too (else `kb build` would bring it back)."""
+        """Delete a document; one from a file loses its file too (else the next sync would bring it back)."""
         store = self._store()
         stored = store.document(doc_id)
         if stored is None:
@@ -128,17 +111,22 @@ class Library:
             if siblings:
                 raise DocumentError("shared_file", f"document {doc_id!r} comes from {stored.path} with "
                                     f"{len(siblings)} other document(s); edit that file instead")
-            path = self.corpus / stored.path
-            if path.exists():
-                _store(remove_durably, path)
-        try:
-            store.delete([doc_id])
-            if stored.path:
-                store.record_files({stored.path: None})
-        except StoreUnwritable as exc:
-            raise DocumentError("index_unwritable", f"the document is not deleted: {exc}") from None
-        except StoreUnavailable as exc:
-            raise DocumentError("store_unavailable", f"the document is not deleted: {exc}") from None
+        with store.record.locked():
+            changes = _store(store.record.forget, stored.path)
+            try:
+                store.delete([doc_id])
+                if stored.path:
+                    store.record_files({stored.path: None})
+            except StoreUnwritable as exc:
+                changes.rollback()
+                raise DocumentError("index_unwritable", f"the document is not deleted: {exc}") from None
+            except StoreUnavailable as exc:
+                changes.rollback()
+                raise DocumentError("store_unavailable", f"the document is not deleted: {exc}") from None
+            except BaseException:
+                changes.rollback()
+                raise
+            changes.keep()
         report = BuildReport(removed=[doc_id], written=True, reason="document deleted")
         with store.snapshot() as snapshot:
             report.documents, report.passages = snapshot.counts()
@@ -149,7 +137,28 @@ class Library:
         document = self._store().document(doc_id)
         return {"id": doc_id, **{k: getattr(document, k, None) for k in ("title", "source", "path", "passages")}}
 
+    def _not_taken(self, documents: list[Document]) -> list[Document]:
+        """The documents, unless one would replace a document of another file (409 id_taken)."""
+        known = self._store().fingerprints([d.id for d in documents])
+        for document in documents:
+            path = known.get(document.id, ("", ""))[1]
+            if path and path != document.path:
+                raise DocumentError("id_taken", f"id {document.id!r} belongs to the file {path}; change that file, "
+                                    "or choose another id")
+        return documents
+
     # ---- grouped writes -------------------------------------------------------------------
+
+    def _prepared(self, documents: list[Document]) -> list[PreparedDocument]:
+        """Chunked and embedded (without the originals' bytes), then given their originals back for the store."""
+        if not documents:
+            return []
+        try:
+            prepared = self._prepare([replace(d, original=None) for d in documents], self.settings)
+        except WorkerFailed as exc:
+            raise DocumentError("embedding_failed", f"{exc}; nothing was stored, try again") from None
+        originals = {d.id: d.original for d in documents}
+        return [replace(p, document=replace(p.document, original=originals.get(p.document.id))) for p in prepared]
 
     def _submit(self, documents: list[Document]) -> BuildReport:
         try:
@@ -160,7 +169,10 @@ class Library:
             raise DocumentError("store_unavailable", str(exc)) from None
 
     def _write_group(self, group: Sequence[list[Document]]) -> list[BuildReport]:
-        """One store transaction for every write in the group; a report for each write."""
+        """One store transaction for every write in the group; a report for each write.
+
+        Each document is kept in the store's record first (a file written durably, on the FAISS store), then
+        indexed; if indexing fails, the record is rolled back, so a refused write leaves nothing behind."""
         store = self._store()
         latest: dict[str, Document] = {}  # the last write of an id in the group wins, whole
         for documents in group:
@@ -168,11 +180,20 @@ class Library:
                 latest[document.id] = document
         known = store.fingerprints(list(latest))
         fresh = [d for d in latest.values() if known.get(d.id) != (d.content_hash, d.path)]
-        try:
-            prepared = self._prepare(fresh, self.settings) if fresh else []
-        except WorkerFailed as exc:
-            raise DocumentError("embedding_failed", f"{exc}; nothing was stored, try again") from None
-        store.add(prepared)
+        prepared = self._prepared(fresh)  # embedded before any lock is taken: it can take minutes
+        with store.record.locked():  # another process may write the same ids: record and index change together
+            now = store.fingerprints(list(latest))
+            done = {d.id for d in fresh}
+            prepared += self._prepared([d for d in latest.values() if d.id not in done
+                                        and now.get(d.id) != (d.content_hash, d.path)])
+            changes = _store(store.record.save, list(latest.values()))
+            try:
+                store.add(prepared)
+                store.record_files(store.record.stats([d.path for d in latest.values()]))
+            except BaseException:
+                changes.rollback()
+                raise
+            changes.keep()
         embedded = {p.document.id: len(p.passages) for p in prepared}
         with store.snapshot() as snapshot:
             counts = snapshot.counts()
@@ -203,10 +224,10 @@ def check_file_name(name: str) -> str:
     return safe
 
 
-def _store(action, *args) -> None:
-    """A corpus file write; a full or read-only disk is a 507 that changed nothing (the write is atomic)."""
+def _store(action, *args):
+    """A write to the record; a full or read-only disk is a 507 that changed nothing (writes are atomic)."""
     try:
-        action(*args)
+        return action(*args)
     except OSError as exc:
         raise DocumentError("storage_unwritable",
                             f"could not store the document ({exc.strerror or exc}); nothing was changed") from None

@@ -1,12 +1,10 @@
-"""Serve from the current store: follow writes as they are logged, and a full rebuild when `current` moves.
+"""Serve from the current store: follow writes as they are made, and a new index when one replaces it.
 
-(On PostgreSQL there is one store, which every server reads: nothing to follow.)
-
-Writes into the store (by this process or any other) reach searches through the store's own
-change log (kb/faiss_store.py). Only a full rebuild (`kb build --force`, or new model or chunk
-settings) makes a new store folder; at most every ``check_every`` seconds a request looks at
-where `current` points (one readlink), and a new store that fails to open is logged and
-skipped while the previous one keeps answering.
+Writes into the store (by this process or any other) reach searches through the store itself (the
+FAISS store's change log, PostgreSQL's transactions). When another process derives a new index
+(`kb build --force`, new model or chunk settings), the store names its successor: at most every
+``check_every`` seconds a request asks (on the FAISS store, one readlink), and a successor that fails
+to open is logged once and skipped while the previous store keeps answering.
 """
 
 from __future__ import annotations
@@ -14,10 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
-
 from kb.embed import Embedder
-from kb.faiss_store import current_folder, open_current
 from kb.search import Searcher
 from kb.settings import Settings
 from kb.stores import open_store
@@ -31,11 +26,8 @@ class LiveSearcher:
         self.settings = settings
         self.check_every = check_every
         self._lock = threading.Lock()
-        store = open_store(settings, expected_model=embedder.name)
-        self._searcher = Searcher(store, embedder, settings)
-        # A FAISS store is replaced by a full rebuild (`current` moves); a database store stays the same.
-        self._path: Path | None = getattr(store, "folder", None)
-        self._rejected: Path | None = None
+        self._searcher = Searcher(open_store(settings, expected_model=embedder.name), embedder, settings)
+        self._rejected: str | None = None
         self._checked = time.monotonic()
 
     @property
@@ -59,17 +51,16 @@ class LiveSearcher:
             self._maybe_reopen()
 
     def _maybe_reopen(self) -> None:
-        if self._path is None:
-            return
-        path = current_folder(self.settings.index_dir)
-        if path is None or path == self._path or path == self._rejected:
-            return
+        old = self._searcher.store
         try:
-            searcher = Searcher(open_current(self.settings, expected_model=self.embedder.name), self.embedder,
-                                self.settings)
+            store = old.successor()
+            if store is None:
+                return
+            searcher = Searcher(store, self.embedder, self.settings)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with the new store, keep serving the old one
-            self._rejected = path
-            log.error("kept serving %s; the new index %s did not load: %s", self._path, path, exc)
+            if str(exc) != self._rejected:
+                self._rejected = str(exc)
+                log.error("kept serving %s; the new index did not load: %s", old.location, exc)
             return
-        self._searcher, self._path = searcher, path
-        log.info("now serving %s", path)
+        self._searcher = searcher
+        log.info("now serving %s", store.location)

@@ -18,6 +18,7 @@ class Parsed:
     text: str
     metadata: dict[str, Any]
     id: str | None = None  # only JSON lines carry their own id
+    source: str | None = None  # and their own source (the file's path otherwise)
 
 
 def decode_text(raw: bytes) -> str:

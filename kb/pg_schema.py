@@ -62,7 +62,63 @@ def _v1(s: str, meta: dict[str, Any]) -> list[str]:
     ]
 
 
-MIGRATIONS: list[Callable[[str, dict[str, Any]], list[str]]] = [_v1]
+def _v2(s: str, meta: dict[str, Any]) -> list[str]:
+    """The documents table becomes the record; everything derived from it moves into generation 1.
+
+    A re-index (another model or chunking, `kb build --force`) builds generation N+1 beside the live one
+    and switches in one transaction (kb/pg_store.py): the record is never emptied. The derived tables lose
+    their foreign key to the record (a document's rows go with it in the same transaction, generation by
+    generation), and the passage key sequence is shared by all generations.
+    """
+    return [
+        f"""CREATE TABLE {s}.generations (number integer PRIMARY KEY, model text NOT NULL, dimension integer NOT NULL,
+            config jsonb NOT NULL, state text NOT NULL CHECK (state IN ('building', 'live', 'retired')),
+            created_at timestamptz NOT NULL DEFAULT now())""",
+        f"""INSERT INTO {s}.generations (number, model, dimension, config, state)
+            SELECT 1, (SELECT value #>> '{{}}' FROM {s}.meta WHERE key = 'model'),
+                   (SELECT (value #>> '{{}}')::integer FROM {s}.meta WHERE key = 'dimension'),
+                   (SELECT value FROM {s}.meta WHERE key = 'config'), 'live'""",
+        f"DELETE FROM {s}.meta WHERE key IN ('model', 'dimension', 'config')",
+        f"ALTER TABLE {s}.stats DROP CONSTRAINT stats_pkey, DROP COLUMN one, ADD COLUMN generation integer",
+        f"UPDATE {s}.stats SET generation = 1",
+        f"ALTER TABLE {s}.stats ADD PRIMARY KEY (generation)",
+        f"CREATE TABLE {s}.g1_indexed AS SELECT id AS doc_id, hash, passages FROM {s}.documents",
+        f"ALTER TABLE {s}.g1_indexed ADD PRIMARY KEY (doc_id)",
+        f"ALTER TABLE {s}.documents DROP COLUMN passages, ADD COLUMN original bytea, "
+        "ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now()",
+        f"ALTER TABLE {s}.passages DROP CONSTRAINT IF EXISTS passages_doc_id_fkey",
+        f"ALTER SEQUENCE {s}.passage_keys OWNED BY NONE",
+        *(f"ALTER TABLE {s}.{table} RENAME TO g1_{table}" for table in ("passages", "vectors", "sentences", "terms")),
+    ]
+
+
+def generation_tables(s: str, number: int, dimension: int) -> list[str]:
+    """The derived tables of one generation (what _v1 made, and _v2 renamed into generation 1)."""
+    g = f"{s}.g{number}_"
+    return [
+        f"CREATE TABLE {g}indexed (doc_id text PRIMARY KEY, hash text NOT NULL, passages integer NOT NULL)",
+        f"""CREATE TABLE {g}passages (key bigint PRIMARY KEY, passage_id text NOT NULL, doc_id text NOT NULL,
+            ordinal integer NOT NULL, start_offset integer NOT NULL, end_offset integer NOT NULL, text text NOT NULL,
+            heading text NOT NULL, context text NOT NULL, length real NOT NULL, terms tsvector NOT NULL)""",
+        f"CREATE INDEX ON {g}passages (doc_id)",
+        f"CREATE INDEX ON {g}passages USING gin (terms)",
+        f"""CREATE TABLE {g}vectors (key bigint PRIMARY KEY REFERENCES {g}passages (key) ON DELETE CASCADE,
+            embedding vector({int(dimension)}) NOT NULL)""",
+        f"""CREATE TABLE {g}sentences (key bigint PRIMARY KEY REFERENCES {g}passages (key) ON DELETE CASCADE,
+            spans bytea NOT NULL, vectors bytea NOT NULL)""",
+        f"CREATE TABLE {g}terms (term text PRIMARY KEY, df bigint NOT NULL)",
+    ]
+
+
+def generation_vector_index(s: str, number: int, hnsw_m: int) -> str:
+    """The HNSW index of a generation's vectors, made once its first fill is loaded (faster than row by row)."""
+    return (f"CREATE INDEX IF NOT EXISTS g{number}_vectors_hnsw ON {s}.g{number}_vectors USING hnsw "
+            f"(embedding vector_ip_ops) WITH (m = {int(hnsw_m)}, ef_construction = 64)")
+
+
+GENERATION_TABLES = ("indexed", "passages", "vectors", "sentences", "terms")
+
+MIGRATIONS: list[Callable[[str, dict[str, Any]], list[str]]] = [_v1, _v2]
 LATEST = len(MIGRATIONS)
 
 

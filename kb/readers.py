@@ -63,10 +63,10 @@ def parse_record(row: Any, where: str) -> Parsed:
     if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
         raise UnreadableDocument(f"{where}: metadata must be a JSON object")
     for key in ("source", "date"):
-        if row.get(key) is not None:
-            if not isinstance(row[key], str):
-                raise UnreadableDocument(f"{where}: {key} must be a string")
-            metadata = {**metadata, key: row[key]}
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise UnreadableDocument(f"{where}: {key} must be a string")
+    if row.get("date") is not None:  # date filters read it from the metadata
+        metadata = {**metadata, "date": row["date"]}
     doc_id = row.get("id")
     if doc_id is not None and not isinstance(doc_id, str):
         raise UnreadableDocument(f"{where}: id must be a string")
@@ -74,7 +74,7 @@ def parse_record(row: Any, where: str) -> Parsed:
     problem = metadata_problem(metadata, len(text))
     if problem:
         raise UnreadableDocument(f"{where}: {problem}")
-    return Parsed(title or first_line(text), text, metadata, doc_id)
+    return Parsed(title or first_line(text), text, metadata, doc_id, row.get("source"))
 
 
 _DATE_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.+\-Z]*)?")

@@ -141,6 +141,11 @@ class Settings:
         "Cosine similarity a passage needs to count as answering the question (calibrated for the default model).",
     )
 
+    def __post_init__(self) -> None:
+        for f in fields(self):  # a folder given as a string (a command-line flag, a test) is a Path like the rest
+            if isinstance(f.default, Path) and not isinstance(getattr(self, f.name), Path):
+                object.__setattr__(self, f.name, Path(getattr(self, f.name)))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Defaults, then environment variables, then explicit keyword overrides."""

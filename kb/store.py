@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 
 import numpy as np
 
 from kb.filters import Filters
+
+if TYPE_CHECKING:
+    from kb.ingest import Document
+    from kb.record import Record
+    from kb.settings import Settings
 
 
 class StoreProblem(RuntimeError):
@@ -52,8 +57,9 @@ class StoredDocument:
     text: str
     passages: int
     metadata: dict[str, Any] = field(default_factory=dict)
-    path: str = ""  # the corpus file that holds it, relative; "" for a document sent through the API
+    path: str = ""  # the corpus file that holds it, relative; "" for a document the store keeps itself
     length: int = -1  # characters in the text (listings leave the text out but keep this)
+    original: bytes | None = field(default=None, repr=False, compare=False)  # an upload's bytes, to be kept
 
     def __post_init__(self) -> None:
         if self.length < 0:
@@ -143,6 +149,19 @@ def check_dimension(documents: Sequence[PreparedDocument], dimension: int) -> No
                 raise ValueError(f"a {len(passage.vector)}-dimension vector for a {dimension}-dimension store")
 
 
+def rebuild_reason(old_config: Any, config: dict[str, Any], force: bool) -> str | None:
+    """Why an index derived with ``old_config`` must be derived again for ``config`` (None: it need not)."""
+    if force:
+        return "forced full rebuild"
+    if old_config == config:
+        return None
+    if not isinstance(old_config, dict):
+        return "settings changed (none recorded), re-embedding everything"
+    changed = ", ".join(f"{key}: {old_config.get(key)!r} -> {value!r}" for key, value in config.items()
+                        if old_config.get(key) != value)
+    return f"settings changed ({changed}), re-embedding everything"
+
+
 class Snapshot(abc.ABC):
     """One consistent view of the store: nothing written after it was taken is seen through it."""
 
@@ -173,12 +192,68 @@ class Snapshot(abc.ABC):
 
 
 class Store(abc.ABC):
-    """Documents, passages, vectors and keyword terms, with transactional writes."""
+    """Documents, passages, vectors and keyword terms, with transactional writes.
+
+    A store has a system of record (``record``, kb/record.py) and an index derived from it. It owns its
+    whole lifecycle: opening and creating itself, deriving a new index from its record when the old one
+    no longer fits (``for_build``, ``rederive``, ``finish``), and following other processes' changes
+    (``refresh``, ``successor``). kb/stores.py picks the class from KB_STORE; nothing else asks which it is.
+    """
 
     model: str
     dimension: int
     config: dict[str, Any]
     location: str  # for messages: the folder or the server
+    record: "Record"
+    corpus: str | None = None  # the corpus folder (resolved) the store was last brought in line with
+    # Whether the corpus folder is this store's record, so that a server brings the index in line with it
+    # before serving (FAISS); a database store is its own record, and `kb build` syncs a folder into it.
+    record_is_corpus_folder: bool = False
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def open(cls, settings: "Settings", expected_model: str | None = None) -> "Store":
+        """The configured store; StoreProblem when there is none, it is damaged, or it holds another model's vectors."""
+
+    @classmethod
+    @abc.abstractmethod
+    def exists(cls, settings: "Settings") -> bool:
+        """Whether there is a store to open (without loading it)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def evaluation_settings(cls, settings: "Settings", name: str) -> "Settings":
+        """Settings for a dataset's own store, beside the knowledge base's and never mixed with it."""
+
+    @classmethod
+    @abc.abstractmethod
+    def build_lock(cls, settings: "Settings") -> ContextManager[None]:
+        """Held by `kb build` (and a server's start-up sync): one at a time per store."""
+
+    @classmethod
+    @abc.abstractmethod
+    def for_build(cls, settings: "Settings", config: dict[str, Any], force: bool,
+                  dimension: Callable[[], int]) -> tuple["Store", str | None]:
+        """The store a build writes to (created when there is none), and why its index must be derived
+        again from the record (another model, chunking or format, ``force``, a damaged file), or None."""
+
+    @abc.abstractmethod
+    def rederive(self, write: Callable[["Store", list["Document"]], None]) -> "Store":
+        """Derive a new index beside the live one from what only the record holds, with ``write(target,
+        documents)`` (chunk, embed, store), and return the store to go on with."""
+
+    @abc.abstractmethod
+    def finish(self, corpus: str | None, written: bool) -> bool:
+        """A build is done: make its index the live one, and remember the corpus folder it came from; whether a
+        new index became live."""
+
+    def successor(self) -> "Store | None":
+        """A newer store that replaced this one (another process rebuilt it), opened; None when there is none."""
+        return None
+
+    # ---- writes ---------------------------------------------------------------------------
 
     @abc.abstractmethod
     def add(self, documents: Sequence[PreparedDocument]) -> None:
@@ -187,6 +262,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete(self, doc_ids: Sequence[str]) -> list[str]:
         """Delete these documents in one transaction; returns the ids that existed."""
+
+    # ---- reads ----------------------------------------------------------------------------
 
     @abc.abstractmethod
     def document(self, doc_id: str) -> StoredDocument | None:
@@ -203,6 +280,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def fingerprints(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
         """doc id -> (content hash, corpus path) of these documents (all when None): what a write compares."""
+
+    @abc.abstractmethod
+    def original(self, doc_id: str) -> bytes | None:
+        """The original bytes of an uploaded document (None for any other)."""
 
     @abc.abstractmethod
     def snapshot(self) -> Snapshot:

@@ -71,10 +71,11 @@ def test_kb_add_and_kb_remove_embed_only_what_they_touch(tmp_path, seed_settings
     report = json.loads(added.stdout.strip().splitlines()[-1])
     # A write reports its own documents; the store now holds both.
     assert (report["added"], report["passages_embedded"], report["documents"]) == (1, 1, 2)
-    assert (corpus / "uploads" / "airships.md").exists()
+    assert (corpus / ".kb" / "uploads" / "airships.md").read_text() == note.read_text(), "kept as it came"
     removed = kb("remove", "uploads--airships.md", "--json", env=env)
     assert removed.returncode == 0, removed.stderr
     report = json.loads(removed.stdout.strip().splitlines()[-1])
     assert (report["removed"], report["passages_embedded"]) == (1, 0)
+    assert not (corpus / ".kb" / "uploads" / "airships.md").exists()
     missing = kb("remove", "no-such-doc", env=env)
     assert missing.returncode == 1 and "no document with id" in missing.stderr

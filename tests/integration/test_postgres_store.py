@@ -84,20 +84,21 @@ def test_a_schema_behind_the_code_names_the_command_that_brings_it_up(pg_setting
     build_index(pg_settings.with_(corpus_dir=SEED_CORPUS), embedder=embedder)
     added = []
 
-    def version_2(schema, meta):
+    def next_version(schema, meta):
         added.append(schema)
         return [f"CREATE INDEX documents_title ON {schema}.documents (title)"]
 
-    monkeypatch.setattr(pg_schema, "MIGRATIONS", [*pg_schema.MIGRATIONS, version_2])
-    monkeypatch.setattr(pg_schema, "LATEST", 2)
-    monkeypatch.setattr("kb.pg_store.LATEST", 2)
-    with pytest.raises(StoreMismatch, match="at version 1; this kb needs 2: run `kb db migrate`"):
+    now = pg_schema.LATEST
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", [*pg_schema.MIGRATIONS, next_version])
+    monkeypatch.setattr(pg_schema, "LATEST", now + 1)
+    monkeypatch.setattr("kb.pg_store.LATEST", now + 1)
+    with pytest.raises(StoreMismatch, match=f"at version {now}; this kb needs {now + 1}: run `kb db migrate`"):
         PostgresStore(pg_settings)
     env = {"KB_STORE": "postgres", "KB_PG_DSN": pg_settings.pg_dsn, "KB_PG_SCHEMA": pg_settings.pg_schema}
     monkeypatch.setattr("os.environ", {**env})
     assert main(["db", "migrate"]) == 0
     assert main(["db", "migrate"]) == 0, "idempotent"
-    assert added == [pg_settings.pg_schema], "version 2 ran once"
+    assert added == [pg_settings.pg_schema], "the new version ran once"
     store = PostgresStore(pg_settings)
     with store.snapshot() as snapshot:
         assert snapshot.counts() == (1, 9), "nothing lost by the migration"
@@ -139,13 +140,14 @@ def test_two_servers_writing_at_once_lose_nothing_and_keep_the_statistics_exact(
     expected = {f"{t}-{n}" for t in topics for n in range(1, 6)} | {"shared"}
     assert set(first.fingerprints()) == expected
     with psycopg.connect(pg_settings.pg_dsn) as conn:
-        s = pg_settings.pg_schema
-        stats = conn.execute(f"SELECT documents, passages, total_length FROM {s}.stats").fetchone()
+        s, g = pg_settings.pg_schema, f"{pg_settings.pg_schema}.g{first.generation}_"
+        stats = conn.execute(f"SELECT documents, passages, total_length FROM {s}.stats WHERE generation = %s",
+                             (first.generation,)).fetchone()
         actual = conn.execute(f"SELECT (SELECT count(*) FROM {s}.documents), count(*), sum(length) "
-                              f"FROM {s}.passages").fetchone()
+                              f"FROM {g}passages").fetchone()
         assert tuple(map(float, stats)) == tuple(map(float, actual))
-        drift = conn.execute(f"""SELECT count(*) FROM (SELECT u.lexeme, count(*) AS df FROM {s}.passages p,
-                                 unnest(p.terms) u GROUP BY 1) real FULL JOIN (SELECT * FROM {s}.terms WHERE df > 0)
+        drift = conn.execute(f"""SELECT count(*) FROM (SELECT u.lexeme, count(*) AS df FROM {g}passages p,
+                                 unnest(p.terms) u GROUP BY 1) real FULL JOIN (SELECT * FROM {g}terms WHERE df > 0)
                                  kept ON kept.term = real.lexeme WHERE kept.df IS DISTINCT FROM real.df""").fetchone()
         assert drift[0] == 0, "document frequencies equal a recount of the live passages"
     first.close()

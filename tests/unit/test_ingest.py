@@ -160,7 +160,8 @@ def test_jsonl_holds_one_document_a_line(tmp_path):
     path = write(tmp_path / "feed.jsonl", "\n".join(__import__("json").dumps(x) for x in lines) + "\n")
     first, second = read_document(path, "feed.jsonl")
     assert (first.id, first.title, first.source, first.text) == ("note-1", "First", "feed", "Alpha text.")
-    assert first.metadata == {"lang": "en", "source": "feed", "date": "2024-01-02"}
+    # The source is the document's own field; the date is metadata, where date filters read it.
+    assert first.metadata == {"lang": "en", "date": "2024-01-02"}
     assert second.id == "feed.jsonl--2" and second.source == "feed.jsonl" and second.path == "feed.jsonl"
 
 

@@ -1,0 +1,125 @@
+"""Where documents written through kb live: each store's system of record.
+
+kb is given documents four ways: the corpus folder itself, the API (JSON or an uploaded file),
+`kb add`, and `kb import`. A document from one of the user's corpus files lives in that file. For
+every other one, the store says where it lives (a ``Record``):
+
+- the FAISS store keeps it as a file in the corpus folder's `.kb/` (kb/folder.py), written durably
+  *before* the index transaction: the folder alone then holds every document, the index can always
+  be derived from it again (`rm -rf index/ && kb build`), and a copy of the folder is a backup;
+- the PostgreSQL store keeps it in its `documents` table, in the same transaction as its index rows
+  (an upload's original bytes with it); re-indexing derives every other table from that one.
+
+A document sent as JSON is made by reading back the very line kb writes for it, so it is equal,
+content hash and all, to what any later read of the record gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from kb.files import exclusive
+from kb.folder import Changes, default_source, document_path, ensure_own_folder, remove_file, upload_path, write_file
+from kb.ingest import Document, documents_from
+from kb.readers import READERS, Parsed, read_jsonl, reader_for
+
+
+def json_line(doc_id: str, title: str, source: str, text: str, metadata: dict[str, Any]) -> bytes:
+    """A document as the one JSON line kb keeps it in (the .jsonl line format, with its id and source)."""
+    row = {"id": doc_id, "title": title, "source": source, "text": text, "metadata": metadata}
+    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class Record:
+    """Where a store keeps the documents written through kb: files in the corpus folder (``in_folder``),
+    or the store itself."""
+
+    def __init__(self, corpus: Path, in_folder: bool) -> None:
+        self.corpus = Path(corpus)
+        self.in_folder = in_folder
+
+    def own_path(self, doc_id: str) -> str:
+        """The path a document sent as JSON with this id has ("" where the store itself keeps it)."""
+        return document_path(doc_id) if self.in_folder else ""
+
+    def json_document(self, parsed: Parsed, doc_id: str) -> Document:
+        """A document sent as JSON (already checked by ``parse_record``), as it will be stored."""
+        path = document_path(doc_id)
+        line = json_line(doc_id, parsed.title, parsed.source or default_source(path, doc_id), parsed.text, parsed.metadata)
+        [document] = documents_from(read_jsonl(line), path)
+        return replace(document, original=line) if self.in_folder else replace(document, path="")
+
+    def uploaded(self, name: str, data: bytes, max_chars: int) -> list[Document]:
+        """The documents of an uploaded file with this plain ``name`` (UnreadableDocument when it cannot be
+        read). A .jsonl file is a batch of documents sent as JSON; any other file is one document whose
+        original bytes are kept."""
+        reader = reader_for(name)
+        if reader is READERS[".jsonl"]:
+            lines = documents_from(reader(data), upload_path(name), max_chars)  # every line checked, ids given
+            return [self.json_document(Parsed(d.title, d.text, d.metadata, d.id, d.source), d.id) for d in lines]
+        documents = documents_from(reader(data), upload_path(name), max_chars)
+        return [replace(d, original=data, path=d.path if self.in_folder else "") for d in documents]
+
+    def save(self, documents: Sequence[Document]) -> Changes:
+        """Write the documents kept as files, durably, before their index transaction; OSError when the disk
+        refuses (what was written is rolled back)."""
+        changes = Changes()
+        if not self.in_folder:
+            return changes
+        try:
+            for document in documents:
+                if document.original is not None and document.path:
+                    ensure_own_folder(self.corpus)
+                    changes.add(write_file(self.corpus / document.path, document.original))
+        except OSError:
+            changes.rollback()
+            raise
+        return changes
+
+    def forget(self, path: str) -> Changes:
+        """Remove a document's own file (a corpus file, or one of kb's), durably; rolled back if the index refuses."""
+        changes = Changes()
+        if path:
+            changes.add(remove_file(self.corpus / path))
+        return changes
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Held while a write changes the record and the index, so two processes never interleave the two
+        (a file lock in kb's own folder; a store that keeps documents itself has its own transactions)."""
+        if not self.in_folder:
+            yield
+            return
+        try:
+            folder = ensure_own_folder(self.corpus)
+            handle = open(folder / ".lock", "a")
+        except OSError:
+            yield  # a folder kb cannot write: the write itself will say so
+            return
+        with handle, exclusive(handle):
+            yield
+
+    def stats(self, paths: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of these files of the folder as they are now, for the index to remember."""
+        found = {}
+        for path in paths:
+            if path:
+                try:
+                    stat = (self.corpus / path).stat()
+                except OSError:
+                    continue
+                found[path] = (stat.st_size, stat.st_mtime_ns)
+        return found
+
+    def original(self, path: str) -> bytes | None:
+        """The original bytes of an uploaded file kept in the folder (None for anything else)."""
+        if self.in_folder and path.startswith(upload_path("")):
+            try:
+                return (self.corpus / path).read_bytes()
+            except OSError:
+                return None
+        return None
