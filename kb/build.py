@@ -101,7 +101,16 @@ def build_index(
             wanted, files_read, files_gone = _wanted(store, settings, documents, report)
             try:
                 _sync(store, settings, models, progress, report, documents, wanted, files_read, files_gone)
-                made = store.finish(folder, written=report.written or why is not None)
+                with store.record.locked():  # no write to the record comes between the last look and the switch
+                    if not store.live:  # catch up with what writers added to the record meanwhile
+                        caught = BuildReport()
+                        _sync(store, settings, models, progress, caught, documents, *_wanted(store, settings, documents,
+                                                                                           caught))
+                        for key in ("added", "changed", "removed"):
+                            getattr(report, key).extend(getattr(caught, key))
+                        report.passages_embedded += caught.passages_embedded
+                        report.written = report.written or caught.written
+                    made = store.finish(folder, written=report.written or why is not None)
             except OSError as exc:  # a write failed (SQLite's own failures are StoreUnwritable already)
                 raise StoreUnwritable(f"cannot write the index at {exc.filename or store.location} "
                                       f"({exc.strerror or exc}): free some space or make it writable, then run "

@@ -37,12 +37,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _guarded(action: Callable[[], int]) -> int:
     """Known failures print one sentence, not a traceback."""
     from kb.embed import ModelUnavailable
+    from kb.exchange import ImportProblem
+    from kb.library import DocumentError
     from kb.store import StoreProblem
 
     try:
         return action()
-    except (StoreProblem, ModelUnavailable, FileNotFoundError, PermissionError) as exc:
+    except (StoreProblem, ModelUnavailable, ImportProblem, DocumentError) as exc:
         print(f"kb: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (FileNotFoundError, PermissionError) as exc:
+        print(f"kb: {exc.strerror or exc}: {exc.filename}" if exc.filename else f"kb: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:
         print(f"kb: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
@@ -91,6 +96,24 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
     remove.set_defaults(run=_remove)
 
+    export = sub.add_parser("export", help="write every document as JSON lines (standard output, or -o FILE)")
+    export.add_argument("-o", "--output", help="the file to write (whole or not at all); default: standard output")
+    export.set_defaults(run=_export)
+
+    load = sub.add_parser("import", help="load documents written by `kb export`, through the normal write path")
+    load.add_argument("source", help="an export file, or - for standard input (run again to resume after a kill)")
+    load.set_defaults(run=_import)
+
+    save = sub.add_parser("backup", help="a consistent copy of the knowledge base in a new folder, while it serves")
+    save.add_argument("folder", help="a new or empty folder")
+    save.set_defaults(run=_backup)
+
+    back = sub.add_parser("restore", help="bring back a backup made by `kb backup`")
+    back.add_argument("folder", help="the backup's folder")
+    back.add_argument("--force", action="store_true",
+                      help="set aside (FAISS) or replace (PostgreSQL) documents the backup does not hold alike")
+    back.set_defaults(run=_restore)
+
     serve = sub.add_parser("serve", help="serve the search page and the JSON API")
     serve.add_argument("--host", help="overrides KB_HOST")
     serve.add_argument("--port", type=int, help="overrides KB_PORT")
@@ -108,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("--pg-port", type=int, default=55432, help="start-local: its port (default 55432)")
     db.set_defaults(run=_db)
 
-    for command in (build, search, evaluate, add, remove, serve, db):
+    for command in (build, search, evaluate, add, remove, export, load, save, back, serve, db):
         command.add_argument("--index-dir", help="overrides KB_INDEX_DIR")
         command.add_argument("--model", help="overrides KB_MODEL")
         command.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -128,15 +151,16 @@ def _k(raw: str) -> int:
 
 
 class _ProgressBars:
-    """tqdm bars for embedding, shown on a terminal only (tqdm's ``disable=None``); closed on exit."""
+    """tqdm bars (embedding, export, import), shown on a terminal only (tqdm's ``disable=None``); closed on exit."""
 
     def __init__(self) -> None:
         self.bars: list = []
 
-    def __call__(self, total: int) -> Callable[[int], None]:
+    def __call__(self, total: int | None, unit: str = "passage", desc: str = "embedding") -> Callable[[int], None]:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, unit="passage", desc="embedding", disable=True if total == 0 else None, file=sys.stderr)
+        bar = tqdm(total=total, unit=unit, desc=desc, disable=True if total == 0 else None, file=sys.stderr,
+                   unit_scale=unit == "B")
         self.bars.append(bar)
         return bar.update
 
@@ -254,17 +278,91 @@ def _remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _library(settings: Settings):
-    """A Library on the current store (created empty when there is none yet)."""
+    """A Library on the current store (created empty when there is none yet), embedding whole batches."""
     from kb.build import build_index
     from kb.embed import embedder_for
     from kb.library import Library
+    from kb.prepare import prepare
     from kb.stores import open_store, store_exists
 
     embedder = embedder_for(settings)
     if not store_exists(settings):
         build_index(settings, embedder=embedder)
     store = open_store(settings, expected_model=settings.model)
-    return Library(settings, embedder, store=lambda: store)
+    return Library(settings, embedder, store=lambda: store,
+                   preparer=lambda documents, settings: prepare(documents, embedder, settings))
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+    import time
+
+    from kb.build import build_index
+    from kb.exchange import export
+    from kb.stores import open_store, store_class
+
+    if store_class(settings).record_is_corpus_folder:  # the index first catches up with the folder, its record
+        build_index(settings)
+    store = open_store(settings)
+    began = time.perf_counter()
+    target = Path(args.output) if args.output else None
+    with _ProgressBars() as progress:
+        tick = progress(store.counts()[0], unit="document", desc="exporting")
+        if target is None:
+            count = export(store, sys.stdout.buffer, tick)
+            sys.stdout.buffer.flush()
+        else:
+            partial = target.with_name(f".{target.name}.partial")
+            with open(partial, "wb") as out:
+                count = export(store, out, tick)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, target)
+    store.close()
+    print(f"exported {count} documents{f' to {target}' if target else ''} in {time.perf_counter() - began:.1f}s",
+          file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from kb.exchange import import_rows, read_rows
+
+    source = sys.stdin.buffer if args.source == "-" else open(args.source, "rb")  # a missing file: one sentence
+    began = time.perf_counter()
+    library = _library(settings)
+    with source, _ProgressBars() as progress:
+        size = None if args.source == "-" else Path(args.source).stat().st_size
+        tick = progress(size, unit="B", desc="importing")
+        report = import_rows(read_rows(source, tick), library.write, library.store.record,
+                             settings.max_upload_mb * 2**20)
+    print(f"{report.summary()} in {time.perf_counter() - began:.1f}s", file=sys.stderr)
+    return 0
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    from kb.backup import backup
+
+    manifest = backup(settings, Path(args.folder))
+    print(f"backed up {manifest.get('documents', 0)} documents to {args.folder} in {manifest['seconds']:.1f}s",
+          file=sys.stderr)
+    return 0
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from kb.backup import restore
+    from kb.exchange import import_rows, read_rows
+
+    manifest, pending = restore(settings, Path(args.folder), force=args.force)
+    if pending is not None:
+        library = _library(settings)
+        with open(pending, "rb") as source:
+            report = import_rows(read_rows(source), library.write, library.store.record, settings.max_upload_mb * 2**20)
+        print(report.summary(), file=sys.stderr)
+    print(f"restored the backup of {manifest['created']} ({manifest.get('documents', 0)} documents) from "
+          f"{args.folder}", file=sys.stderr)
+    return 0
 
 
 def _report(report, as_json: bool, ids: bool = False) -> int:

@@ -26,6 +26,7 @@ slots are deleted or the store outgrows its index type (flat to HNSW); searches 
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import json
 import logging
 import os
@@ -33,21 +34,23 @@ import shutil
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from kb.files import exclusive, fsync_dir
+from kb.files import exclusive, fsync_dir, fsync_file
 from kb.filters import Filters
-from kb.folder import write_durably
-from kb.memory import MemoryIndex
+from kb.folder import KB_FOLDER, corpus_files, own_folder, write_durably
+from kb.memory import LATEST, MemoryIndex
 from kb.readers import Parsed
 from kb.record import Record
 from kb.settings import Settings
 from kb.sqlite_db import RecordDB
-from kb.store import (Candidates, PassageRecord, PreparedDocument, Snapshot, Store, StoreCorrupt, StoreMismatch,
-                      StoreMissing, StoreProblem, StoreUnwritable, StoredDocument, check_dimension, rebuild_reason)
+from kb.store import (BackupProblem, Candidates, PassageRecord, PreparedDocument, Snapshot, Store, StoreCorrupt,
+                      StoreMismatch, StoreMissing, StoreProblem, StoreUnwritable, StoredDocument, check_dimension,
+                      rebuild_reason)
 from kb.vectors import ann_spec
 
 log = logging.getLogger(__name__)
@@ -207,6 +210,73 @@ class FaissStore(Store):
         _remove_leftovers(root, keep=[current, target.folder])
         return target, why
 
+    @classmethod
+    def backup(cls, settings: Settings, target: Path) -> dict[str, Any]:
+        """The index first (its records.sqlite by SQLite's online backup API, its newest checkpoint), then the
+        record (every file kb reads in the corpus folder, with its modification time): what the record gained
+        meanwhile is indexed by the restored server's start-up sync, so nothing acknowledged before the backup
+        began is missing, and nothing is embedded again but what came after."""
+        folder = current_folder(settings.index_dir)
+        if folder is None:
+            raise StoreMissing(f"no index in {settings.index_dir}/ to back up: run `kb build` first")
+        store = cls(folder, settings, lazy=True)
+        try:
+            index = target / "index" / store.folder.name
+            index.mkdir(parents=True)
+            shutil.copy2(store.folder / MANIFEST, index / MANIFEST)
+            _copy_checkpoint(store.folder / CHECKPOINTS, index / CHECKPOINTS)
+            with contextlib.closing(sqlite3.connect(store.folder / RECORDS)) as source, \
+                    contextlib.closing(sqlite3.connect(index / RECORDS)) as copy:
+                source.backup(copy)
+            documents, passages = RecordDB(index / RECORDS).counts()
+        finally:
+            store.close()
+        corpus = Path(settings.corpus_dir)
+        files = [relative for relative, _, _ in corpus_files(corpus)]
+        if (own_folder(corpus) / ".gitignore").exists():
+            files.append(f"{KB_FOLDER}/.gitignore")
+        for relative in files:
+            (target / "corpus" / relative).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copy2(corpus / relative, target / "corpus" / relative)
+            except FileNotFoundError:  # deleted since it was listed: its deletion is what the restore will see
+                continue
+        for path in sorted(target.rglob("*"), reverse=True):
+            fsync_file(path) if path.is_file() else fsync_dir(path)
+        return {"index": f"index/{store.folder.name}", "corpus": str(corpus.resolve()), "documents": documents,
+                "passages": passages, "files": len(files)}
+
+    @classmethod
+    def restore(cls, settings: Settings, source: Path, force: bool) -> Path | None:
+        """The backup's corpus folder into KB_CORPUS_DIR (refused where that holds a document the backup does not
+        hold alike, unless ``force`` sets it aside), and its index as the current store: nothing is embedded."""
+        corpus, saved = Path(settings.corpus_dir), source / "corpus"
+        kept = {relative: path for relative, path, _ in corpus_files(saved)} if saved.is_dir() else {}
+        if corpus.is_dir():
+            differing = [relative for relative, path, _ in corpus_files(corpus)
+                         if relative not in kept or not filecmp.cmp(path, kept[relative], shallow=False)]
+            if differing and not force:
+                raise BackupProblem(f"{corpus} holds documents the backup does not ({differing[0]}"
+                                    f"{f' and {len(differing) - 1} more' if len(differing) > 1 else ''}): restore "
+                                    f"into an empty KB_CORPUS_DIR, or add --force to set {corpus} aside first")
+            if differing:
+                aside = corpus.with_name(f"{corpus.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
+                os.replace(corpus, aside)
+                log.warning("set %s aside as %s before restoring", corpus, aside)
+        if saved.is_dir():
+            shutil.copytree(saved, corpus, dirs_exist_ok=True)
+        root = Path(settings.index_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        [index] = [folder for folder in (source / "index").iterdir() if folder.is_dir()]
+        folder = root / f"store-{time.time_ns()}"
+        shutil.copytree(index, folder)
+        manifest = {**read_manifest(folder), "corpus": str(corpus.resolve())}
+        write_durably(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        store = cls(folder, settings, lazy=True)
+        store.make_current()
+        store.close()
+        return None
+
     def rederive(self, write: Callable[[Store, list[Any]], None]) -> "FaissStore":
         """This store is the new index beside the live one; the corpus folder, its record, fills it (the sync)."""
         return self
@@ -216,12 +286,16 @@ class FaissStore(Store):
             self.manifest = {**self.manifest, "corpus": corpus}
             write_durably(self.folder / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=True).encode())
             self.corpus = corpus
-        current = current_folder(self.folder.parent) == self.folder
+        current = self.live
         if written or not current:
             self.checkpoint()
         if not current:
             self.make_current()
         return not current
+
+    @property
+    def live(self) -> bool:
+        return current_folder(self.folder.parent) == self.folder
 
     def successor(self) -> "FaissStore | None":
         folder = current_folder(self.settings.index_dir)
@@ -286,6 +360,11 @@ class FaissStore(Store):
     def original(self, doc_id: str) -> bytes | None:
         stored = self.db.document(doc_id)
         return self.record.original(stored.path) if stored is not None else None
+
+    def all_documents(self) -> Iterator[StoredDocument]:
+        for document in self.db.all_documents():
+            yield replace(document, original=self.record.original(document.path),
+                          updated=self.record.updated(document.path))
 
     def fingerprints(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
         return self.db.fingerprints(ids)
@@ -467,7 +546,7 @@ def _adopt(folder: Path, settings: Settings) -> str:
     if found != 4:  # format 3 and before kept them in the corpus folder already (corpus/api/)
         return f"index format {found} is derived again from {settings.corpus_dir} (this kb writes format {FORMAT_VERSION})"
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{folder / RECORDS}?mode=ro", uri=True)) as conn:
+        with contextlib.closing(sqlite3.connect(folder / RECORDS)) as conn:
             rows = conn.execute("SELECT id, title, source, text, metadata FROM documents WHERE path = ''").fetchall()
         record = Record(settings.corpus_dir, in_folder=True)
         documents = [record.json_document(Parsed(title, text, json.loads(metadata), doc_id, source), doc_id)
@@ -498,6 +577,20 @@ def _resumable(root: Path, current: Path | None, config: dict[str, Any], setting
             return store
         store.close()
     return None
+
+
+def _copy_checkpoint(source: Path, target: Path, attempts: int = 5) -> None:
+    """The newest checkpoint, copied whole; a server may replace it meanwhile, so a vanished one is looked up
+    again (after ``attempts``, none: a restored store then builds its in-memory indexes from its records)."""
+    for _ in range(attempts):
+        try:
+            name = json.loads((source / LATEST).read_text(encoding="utf-8"))["checkpoint"]
+            shutil.copytree(source / name, target / name)
+        except (OSError, ValueError, KeyError, shutil.Error):
+            shutil.rmtree(target, ignore_errors=True)
+            continue
+        write_durably(target / LATEST, json.dumps({"checkpoint": name}).encode())
+        return
 
 
 def _remove_leftovers(root: Path, keep: list[Path | None]) -> None:

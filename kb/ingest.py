@@ -38,6 +38,7 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
     path: str = ""  # the file in the corpus folder that holds it, relative; "" when it has none
     original: bytes | None = field(default=None, repr=False, compare=False)  # an upload's bytes, for a store to keep
+    updated: str | None = field(default=None, compare=False)  # when it was last written (an import keeps it)
 
     @property
     def content_hash(self) -> str:

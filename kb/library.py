@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 from kb.batching import MicroBatcher
 from kb.build import BuildReport
 from kb.ingest import Document, slug, valid_id
-from kb.prepare import prepare
+from kb.prepare import build_config, prepare
 from kb.readers import UnreadableDocument, parse_record, reader_for
 from kb.settings import Settings
 from kb.store import PreparedDocument, Store, StoreUnavailable, StoreUnwritable
@@ -65,8 +65,9 @@ class Library:
         return self._writer.texts
 
     @property
-    def corpus(self) -> Path:
-        return Path(self.settings.corpus_dir)
+    def store(self) -> Store:
+        """The store written to now (a server's follows a rebuild)."""
+        return self._store()
 
     def add_record(self, record: Any) -> tuple[dict, BuildReport]:
         """A JSON document {id?, title, text, source?, date?, metadata?}; an existing id is replaced."""
@@ -77,8 +78,7 @@ class Library:
         doc_id = parsed.id or _new_id(parsed.title)
         if not valid_id(doc_id):
             raise DocumentError("invalid_id", f"document id {doc_id[:80]!r} may hold only letters, digits, '.', '_' and '-'")
-        document = self._store().record.json_document(parsed, doc_id)
-        report = self._submit(self._not_taken([document]))
+        report = self.write([self._store().record.json_document(parsed, doc_id)])
         return self.describe(doc_id), report
 
     def add_file(self, name: str, data: bytes) -> tuple[list[dict], BuildReport]:
@@ -92,7 +92,7 @@ class Library:
             documents = self._store().record.uploaded(safe, data, self.settings.max_upload_mb * 2**20)
         except UnreadableDocument as exc:
             raise DocumentError("unreadable_document", f"{safe}: {exc}") from None
-        report = self._submit(self._not_taken(documents))
+        report = self.write(documents)
         return [self.describe(d.id) for d in documents], report
 
     def add_path(self, source: Path) -> tuple[list[dict], BuildReport]:
@@ -112,6 +112,7 @@ class Library:
                 raise DocumentError("shared_file", f"document {doc_id!r} comes from {stored.path} with "
                                     f"{len(siblings)} other document(s); edit that file instead")
         with store.record.locked():
+            store = self._store()  # the live one: a rebuild switches under this lock (kb/build.py)
             changes = _store(store.record.forget, stored.path)
             try:
                 store.delete([doc_id])
@@ -137,15 +138,17 @@ class Library:
         document = self._store().document(doc_id)
         return {"id": doc_id, **{k: getattr(document, k, None) for k in ("title", "source", "path", "passages")}}
 
-    def _not_taken(self, documents: list[Document]) -> list[Document]:
-        """The documents, unless one would replace a document of another file (409 id_taken)."""
+    def write(self, documents: list[Document]) -> BuildReport:
+        """Documents as the record keeps them (``record.json_document``, ``record.uploaded``), written as one
+        write: kept in the record, then indexed, in one transaction with whatever other writes wait meanwhile.
+        A document may not replace one of another file (409 id_taken)."""
         known = self._store().fingerprints([d.id for d in documents])
         for document in documents:
             path = known.get(document.id, ("", ""))[1]
             if path and path != document.path:
                 raise DocumentError("id_taken", f"id {document.id!r} belongs to the file {path}; change that file, "
                                     "or choose another id")
-        return documents
+        return self._submit(documents)
 
     # ---- grouped writes -------------------------------------------------------------------
 
@@ -182,6 +185,10 @@ class Library:
         fresh = [d for d in latest.values() if known.get(d.id) != (d.content_hash, d.path)]
         prepared = self._prepared(fresh)  # embedded before any lock is taken: it can take minutes
         with store.record.locked():  # another process may write the same ids: record and index change together
+            store = self._store()  # the live one: a rebuild switches under this lock (kb/build.py)
+            if store.config != build_config(self.settings):
+                raise DocumentError("store_unavailable", f"the index in {store.location} was rebuilt with other "
+                                    "settings since this server started: restart it; nothing was stored")
             now = store.fingerprints(list(latest))
             done = {d.id for d in fresh}
             prepared += self._prepared([d for d in latest.values() if d.id not in done

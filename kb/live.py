@@ -50,6 +50,11 @@ class LiveSearcher:
             self._checked = time.monotonic()
             self._maybe_reopen()
 
+    def fresh_store(self):
+        """The live store, looked up now: what a write goes to (it must never land in a store just replaced)."""
+        self.refresh()
+        return self.store
+
     def _maybe_reopen(self) -> None:
         old = self._searcher.store
         try:

@@ -21,10 +21,13 @@ lengths that every write keeps exact in ``terms`` and ``stats``, so both stores 
 
 from __future__ import annotations
 
+import calendar
 import json
 import logging
+import os
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -35,10 +38,10 @@ from kb.keyword import B, K1
 from kb.pg_schema import (GENERATION_TABLES, LATEST, check_name, generation_tables, generation_vector_index, migrate,
                           version)
 from kb.prepare import context_of
-from kb.record import Record
+from kb.record import Record, iso_time, time_ns
 from kb.sentence_vectors import pack, unpack
 from kb.settings import Settings
-from kb.store import (Candidates, PassageRecord, PreparedDocument, Snapshot, Store, StoreMismatch, StoreMissing,
+from kb.store import (BackupProblem, Candidates, PassageRecord, PreparedDocument, Snapshot, Store, StoreMismatch, StoreMissing,
                       StoreProblem, StoreUnavailable, StoreUnwritable, StoredDocument, check_dimension, headings_of,
                       rebuild_reason, stored_headings)
 
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 WRITE_LOCK = 0x6B62_0002  # advisory lock key for writes ("kb" 2)
 BUILD_LOCK = 0x6B62  # with the schema's hash: one build at a time per schema
 REDERIVE_BATCH = 256  # documents read from the record per batch of a re-index
+EXPORT_FILE = "documents.jsonl"  # what `kb backup` writes on PostgreSQL
 CATCH_UP_ROUNDS = 5  # passes over what was written during a re-index before the switch takes the write lock
 EXACT_FILTER_LIMIT = 20_000  # filtered dense search is exact up to this many allowed passages (as the FAISS store)
 POOL_WAIT = 5.0  # seconds to wait for a connection before a request is answered 503
@@ -218,6 +222,44 @@ class PostgresStore(Store):
         store._wanted = (settings.model, config, dimension)
         return store, why
 
+    @classmethod
+    def backup(cls, settings: Settings, target: Path) -> dict[str, Any]:
+        """The record as an export (kb/exchange.py), from one REPEATABLE READ transaction while servers go on.
+        It carries every document and upload; a restore embeds them again. A copy with the index too is
+        PostgreSQL's own: pg_dump (docs/operations.md)."""
+        from kb.exchange import export
+
+        store = cls(settings)
+        try:
+            with open(target / EXPORT_FILE, "wb") as out:
+                documents = export(store, out)
+                out.flush()
+                os.fsync(out.fileno())
+        finally:
+            store.close()
+        return {"export": EXPORT_FILE, "documents": documents, "schema": settings.pg_schema}
+
+    @classmethod
+    def restore(cls, settings: Settings, source: Path, force: bool) -> Path | None:
+        """The backup's export, to be imported; refused where it would replace a document that changed since,
+        unless ``force``."""
+        if not force:
+            try:
+                store = cls(settings)
+            except StoreMissing:
+                return source / EXPORT_FILE
+            try:
+                with open(source / EXPORT_FILE, "rb") as handle:
+                    saved = {row["id"]: row["hash"] for row in map(json.loads, filter(bytes.strip, handle))}
+                now = store.fingerprints(list(saved))
+            finally:
+                store.close()
+            changed = sorted(doc_id for doc_id, (hash_, _) in now.items() if saved[doc_id] != hash_)
+            if changed:
+                raise BackupProblem(f"{store.location} holds {len(changed)} document(s) that changed since the backup "
+                                    f"({changed[0]}): add --force to replace them with the backup's versions")
+        return source / EXPORT_FILE
+
     def rederive(self, write: Callable[[Store, list[Document]], None]) -> "PostgresStore":
         """Fill the next generation from the record (resuming a killed fill), catch up with what was written
         meanwhile, then switch to it under the write lock; the record itself is only read."""
@@ -294,13 +336,17 @@ class PostgresStore(Store):
                                            f"unreachable ({_first_line(exc)}): the write was not stored") from None
                 log.warning("lost the connection to the primary during a write, retrying once: %s", _first_line(exc))
 
-    def _run_on_primary(self, *statements: str) -> None:
+    def _run_on_primary(self, *statements: str) -> list[tuple]:
+        """Statements on a connection of their own to the primary, each committed; the last one's rows."""
         import psycopg
 
+        rows: list[tuple] = []
         try:
             with psycopg.connect(self.settings.pg_dsn, connect_timeout=10, autocommit=True) as conn:
                 for statement in statements:
-                    conn.execute(statement)
+                    cursor = conn.execute(statement)
+                    rows = cursor.fetchall() if cursor.description else []
+                return rows
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"the PostgreSQL primary at {where_is(self.settings.pg_dsn)} is unreachable: "
                                    f"{_first_line(exc)}") from None
@@ -340,7 +386,7 @@ class PostgresStore(Store):
                     for prepared in documents:
                         d = prepared.document
                         copy.write_row((d.id, d.title, d.source, document_date(d.metadata), Jsonb(d.metadata), d.hash,
-                                        d.text, d.path, len(d.text), d.original))
+                                        d.text, d.path, len(d.text), d.original, _moment(d.updated)))
             with cursor.copy(q.copy_indexed) as copy:
                 for prepared in documents:
                     copy.write_row((prepared.document.id, prepared.document.hash, len(prepared.passages)))
@@ -458,10 +504,8 @@ class PostgresStore(Store):
         """Drop the tables of every generation in ``state`` (retired ones after a switch; stale building ones)."""
         s = self.schema
 
-        def numbers(conn: Any) -> list[int]:
-            return [row[0] for row in conn.execute(f"SELECT number FROM {s}.generations WHERE state = %s", (state,))]
-
-        for number in self._write(numbers):
+        numbers = self._run_on_primary(f"SELECT number FROM {s}.generations WHERE state = '{state}'")
+        for (number,) in numbers:
             tables = ", ".join(f"{s}.g{number}_{table}" for table in GENERATION_TABLES)
             self._run_on_primary(f"DROP TABLE IF EXISTS {tables} CASCADE",
                                  f"DELETE FROM {s}.generations WHERE number = {int(number)}")
@@ -505,6 +549,18 @@ class PostgresStore(Store):
 
     def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
         return [(start, end) for start, end in self._read(lambda q: q.spans, (doc_id,))]
+
+    def all_documents(self) -> Iterator[StoredDocument]:
+        from psycopg import IsolationLevel
+
+        with self._read_connection() as conn:
+            conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
+            with conn.transaction(), conn.cursor(name="kb_all_documents") as cursor:
+                cursor.itersize = 200
+                cursor.execute(self._sql.everything)
+                for row in cursor:
+                    yield StoredDocument(*row[:9], original=None if row[9] is None else bytes(row[9]),
+                                         updated=iso_time(_nanoseconds(row[10])))
 
     def documents(self, offset: int, limit: int) -> tuple[int, list[StoredDocument]]:
         total = self._read(lambda q: q.total)[0][0]
@@ -688,6 +744,20 @@ def _json_scalar(value: str) -> tuple[Any] | None:
     return (parsed,)
 
 
+def _moment(iso: str | None) -> Any:
+    """A document's update time for its row: the one it carries (an import keeps it), else now."""
+    from datetime import datetime, timezone
+
+    if not iso:
+        return datetime.now(timezone.utc)
+    seconds, micros = divmod(time_ns(iso) // 1000, 10**6)
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=micros)
+
+
+def _nanoseconds(moment: Any) -> int:
+    return (calendar.timegm(moment.utctimetuple()) * 10**6 + moment.microsecond) * 1000
+
+
 def _array(vector: Any) -> np.ndarray:
     """A pgvector value as float32 (its loader gives a Vector object)."""
     return np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
@@ -727,7 +797,7 @@ class _Statements:
                      f"FROM {s}.generations g JOIN {s}.stats st ON st.generation = g.number WHERE g.state = 'live'")
         self.new_keys = f"SELECT nextval('{s}.passage_keys') FROM generate_series(1, %s)"
         self.copy_documents = (f"COPY {s}.documents (id, title, source, date, metadata, hash, text, path, length, "
-                               "original) FROM STDIN")
+                               "original, updated_at) FROM STDIN")
         self.copy_indexed = f"COPY {g}indexed (doc_id, hash, passages) FROM STDIN"
         self.copy_passages = (f"COPY {g}passages (key, passage_id, doc_id, ordinal, start_offset, end_offset, text, "
                               "heading, context, length, terms) FROM STDIN")
@@ -755,10 +825,11 @@ class _Statements:
                        "WHERE i.hash IS DISTINCT FROM d.hash ORDER BY d.id")
         self.orphans = (f"SELECT i.doc_id FROM {g}indexed i LEFT JOIN {s}.documents d ON d.id = i.doc_id "
                         "WHERE d.id IS NULL")
-        brief = (f"d.id, d.title, d.source, d.hash, {{text}}, coalesce(i.passages, 0), d.metadata, d.path, d.length "
-                 f"FROM {s}.documents d LEFT JOIN {g}indexed i ON i.doc_id = d.id")
-        self.document = f"SELECT {brief.format(text='d.text')} WHERE d.id = %s"
-        self.listing = f"SELECT {brief.format(text=chr(39) * 2)} ORDER BY d.id LIMIT %s OFFSET %s"
+        brief = "d.id, d.title, d.source, d.hash, {text}, coalesce(i.passages, 0), d.metadata, d.path, d.length"
+        joined = f"FROM {s}.documents d LEFT JOIN {g}indexed i ON i.doc_id = d.id"
+        self.document = f"SELECT {brief.format(text='d.text')} {joined} WHERE d.id = %s"
+        self.listing = f"SELECT {brief.format(text=chr(39) * 2)} {joined} ORDER BY d.id LIMIT %s OFFSET %s"
+        self.everything = f"SELECT {brief.format(text='d.text')}, d.original, d.updated_at {joined} ORDER BY d.id"
         self.total = f"SELECT documents FROM {s}.stats WHERE generation = {n}"
         self.spans = f"SELECT start_offset, end_offset FROM {g}passages WHERE doc_id = %s ORDER BY ordinal"
         allowed = f"FROM {g}vectors v JOIN {g}passages p ON p.key = v.key JOIN {s}.documents d ON d.id = p.doc_id"

@@ -55,8 +55,15 @@ def passage_limit(document: Document, structure: Structure, embedder: Any, setti
     return max(16, min(settings.chunk_tokens, embedder.max_tokens - reserve))
 
 
+def document_format(document: Document) -> str:
+    """A document's format: its file's type, or, for a document kept as a JSON line (sent through the API, a line
+    of a .jsonl file), its source's (an uploaded Markdown file's text stays Markdown wherever it is kept)."""
+    held = document.path if document.path and not document.path.lower().endswith(".jsonl") else document.source
+    return fmt_of(held)
+
+
 def document_structure(document: Document) -> Structure:
-    return structure_of(document.text, fmt_of(document.path or document.source), document.metadata)
+    return structure_of(document.text, document_format(document), document.metadata)
 
 
 def chunk_document(document: Document, embedder: Any, settings: Settings) -> list[Passage]:
@@ -105,6 +112,6 @@ def embed_chunked(chunked: Chunked, embedder: Any, settings: Settings, progress:
                 vectors[row], terms(text), absolute, np.asarray(sentence_vectors[row], dtype=np.float16)))
             row += 1
         stored = StoredDocument(document.id, document.title, document.source, document.content_hash, document.text,
-                                len(passages), dict(document.metadata), document.path)
+                                len(passages), dict(document.metadata), document.path, updated=document.updated)
         prepared.append(PreparedDocument(stored, items))
     return prepared

@@ -16,9 +16,12 @@ content hash and all, to what any later read of the record gives.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import json
+import time
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -26,6 +29,18 @@ from kb.files import exclusive
 from kb.folder import Changes, default_source, document_path, ensure_own_folder, remove_file, upload_path, write_file
 from kb.ingest import Document, documents_from
 from kb.readers import READERS, Parsed, read_jsonl, reader_for
+
+
+def iso_time(ns: int) -> str:
+    """A time in nanoseconds since the epoch as ISO 8601 UTC to the microsecond: 2026-11-30T16:20:00.123456Z."""
+    seconds, micros = divmod(ns // 1000, 10**6)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def time_ns(iso: str) -> int:
+    """``iso_time``'s text back in nanoseconds (ValueError for anything else)."""
+    moment = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return (calendar.timegm(moment.timetuple()) * 10**6 + moment.microsecond) * 1000
 
 
 def json_line(doc_id: str, title: str, source: str, text: str, metadata: dict[str, Any]) -> bytes:
@@ -74,7 +89,8 @@ class Record:
             for document in documents:
                 if document.original is not None and document.path:
                     ensure_own_folder(self.corpus)
-                    changes.add(write_file(self.corpus / document.path, document.original))
+                    mtime = time_ns(document.updated) if document.updated else None
+                    changes.add(write_file(self.corpus / document.path, document.original, mtime))
         except OSError:
             changes.rollback()
             raise
@@ -114,6 +130,13 @@ class Record:
                     continue
                 found[path] = (stat.st_size, stat.st_mtime_ns)
         return found
+
+    def updated(self, path: str) -> str | None:
+        """When a document's file last changed (None for a document without one)."""
+        try:
+            return iso_time((self.corpus / path).stat().st_mtime_ns) if path else None
+        except OSError:
+            return None
 
     def original(self, path: str) -> bytes | None:
         """The original bytes of an uploaded file kept in the folder (None for anything else)."""

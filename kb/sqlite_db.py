@@ -182,6 +182,28 @@ class RecordDB:
                           (doc_id,))
         return _document(rows[0]) if rows else None
 
+    def all_documents(self, batch: int = 500) -> Iterator[StoredDocument]:
+        """Every document with its text, by id, from one read transaction on a connection of its own."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("BEGIN")  # a read transaction: one state of the file, whatever is written meanwhile
+        except sqlite3.DatabaseError as exc:
+            raise _problem(self.path, exc) from None
+        try:
+            last = ""
+            while True:
+                rows = conn.execute("SELECT id, title, source, hash, text, passages, metadata, path FROM documents"
+                                    " WHERE id > ? ORDER BY id LIMIT ?", (last, batch)).fetchall()
+                if not rows:
+                    return
+                for row in rows:
+                    yield _document(row)
+                last = rows[-1][0]
+        except sqlite3.DatabaseError as exc:
+            raise _problem(self.path, exc) from None
+        finally:
+            conn.close()
+
     def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
         return [(start, end) for start, end in
                 self._read('SELECT start, "end" FROM passages WHERE doc_id = ? ORDER BY ordinal', (doc_id,))]

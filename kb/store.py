@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 
@@ -48,6 +49,10 @@ class StoreUnavailable(StoreProblem):
     """A database server cannot be reached; reads or writes may work again later."""
 
 
+class BackupProblem(StoreProblem):
+    """A backup that cannot be taken or restored as asked; the message says why and what to do."""
+
+
 @dataclass(frozen=True)
 class StoredDocument:
     id: str
@@ -60,6 +65,7 @@ class StoredDocument:
     path: str = ""  # the corpus file that holds it, relative; "" for a document the store keeps itself
     length: int = -1  # characters in the text (listings leave the text out but keep this)
     original: bytes | None = field(default=None, repr=False, compare=False)  # an upload's bytes, to be kept
+    updated: str | None = None  # when the record last changed, ISO 8601 UTC to the microsecond (kb/record.py)
 
     def __post_init__(self) -> None:
         if self.length < 0:
@@ -249,6 +255,24 @@ class Store(abc.ABC):
         """A build is done: make its index the live one, and remember the corpus folder it came from; whether a
         new index became live."""
 
+    @classmethod
+    @abc.abstractmethod
+    def backup(cls, settings: "Settings", target: Path) -> dict[str, Any]:
+        """Write a consistent copy of the store's record, and of what restores it fastest, into the empty folder
+        ``target``, while other processes go on serving and writing; facts for the backup's manifest."""
+
+    @classmethod
+    @abc.abstractmethod
+    def restore(cls, settings: "Settings", source: Path, force: bool) -> Path | None:
+        """Put a backup of this kind of store back where ``settings`` point; an export file still to be imported
+        through the write path, if any. Refuses (BackupProblem) where it would overwrite documents, unless
+        ``force``, which sets them aside first."""
+
+    @property
+    def live(self) -> bool:
+        """Whether this is the index searches use now (a build's new index is not, until ``finish``)."""
+        return True
+
     def successor(self) -> "Store | None":
         """A newer store that replaced this one (another process rebuilt it), opened; None when there is none."""
         return None
@@ -284,6 +308,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def original(self, doc_id: str) -> bytes | None:
         """The original bytes of an uploaded document (None for any other)."""
+
+    @abc.abstractmethod
+    def all_documents(self) -> Iterator[StoredDocument]:
+        """Every document, whole (text, an upload's original bytes, when it last changed), by id, from one
+        consistent state of the store, streamed (for `kb export`)."""
 
     @abc.abstractmethod
     def snapshot(self) -> Snapshot:

@@ -134,5 +134,6 @@ def _install(app: Flask, settings: Settings, searcher) -> None:
         from kb.write_worker import get_write_worker
 
         preparer = get_write_worker(settings).prepare
-    app.extensions["kb_library"] = Library(settings, searcher.embedder, store=lambda: searcher.store, preparer=preparer)
+    app.extensions["kb_library"] = Library(settings, searcher.embedder, store=lambda: searcher.fresh_store(),
+                                           preparer=preparer)
     app.extensions["kb"] = searcher
