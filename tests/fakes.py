@@ -44,3 +44,21 @@ class FakeEmbedder:
 
     def encode_query(self, query: str):
         return self.encode([query])[0]
+
+
+def full_disk_at_commit(monkeypatch, store) -> None:
+    """From now on (until ``monkeypatch.undo()``, then close ``store.db`` again), SQLite reports a full disk
+    at every COMMIT of the FAISS store ``store``, as it does when the disk fills during a write."""
+    import sqlite3
+
+    import kb.sqlite_db
+
+    class FullDisk(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if sql.strip().upper() == "COMMIT":
+                raise sqlite3.OperationalError("database or disk is full")
+            return super().execute(sql, *args)
+
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(kb.sqlite_db.sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "factory": FullDisk}))
+    store.db.close()  # this thread's connection is made again, now failing at commit

@@ -52,16 +52,22 @@ def folders(tmp_path: Path) -> tuple[dict, Settings]:
     return env, Settings.from_env(environ={}, corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
 
 
-def test_the_issues_reproduction_an_older_format_keeps_the_api_document(tmp_path, embedder):
-    """Build the seed, POST a document, stop, mark the index as the previous format, build: it is still found."""
+def seed_with_a_note(tmp_path, embedder) -> tuple[dict, Settings]:
+    """The seed built, then a real `kb serve` given NOTE through the API and stopped."""
     env, settings = folders(tmp_path)
     build_index(settings, embedder=embedder)
-    server = start_server(settings.index_dir, tmp_path / "serve.log", {"KB_API_KEY": KEY},
+    server = start_server(settings.index_dir, tmp_path / "serve-note.log", {"KB_API_KEY": KEY},
                           corpus_dir=settings.corpus_dir)
     try:
         assert call(server.base, "POST", "/api/documents", NOTE, key=KEY)[0] == 201
     finally:
         server.stop()
+    return env, settings
+
+
+def test_the_issues_reproduction_an_older_format_keeps_the_api_document(tmp_path, embedder):
+    """Build the seed, POST a document, stop, mark the index as the previous format, build: it is still found."""
+    env, settings = seed_with_a_note(tmp_path, embedder)
     manifest = (settings.index_dir / "current").resolve() / "manifest.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format_version": 4}))
     built = kb("build", env=env)
@@ -91,14 +97,7 @@ def test_a_real_index_of_format_4_is_upgraded_with_every_document(tmp_path):
 
 
 def test_a_damaged_index_file_ends_in_a_rebuild_that_keeps_every_document(tmp_path, embedder):
-    env, settings = folders(tmp_path)
-    build_index(settings, embedder=embedder)
-    server = start_server(settings.index_dir, tmp_path / "serve.log", {"KB_API_KEY": KEY},
-                          corpus_dir=settings.corpus_dir)
-    try:
-        assert call(server.base, "POST", "/api/documents", NOTE, key=KEY)[0] == 201
-    finally:
-        server.stop()
+    env, settings = seed_with_a_note(tmp_path, embedder)
     records = (settings.index_dir / "current").resolve() / "records.sqlite"
     records.write_bytes(b"\xff" * records.stat().st_size)
     for leftover in records.parent.glob("records.sqlite-*"):

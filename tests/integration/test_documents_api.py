@@ -155,24 +155,13 @@ def test_filters_apply_before_ranking(make_client):
 
 def test_a_full_disk_is_a_507_and_nothing_is_acknowledged(make_client, monkeypatch):
     """SQLite reports a full disk at commit; the transaction rolls back and the write is refused whole."""
-    import sqlite3
-
-    import kb.sqlite_db
     from kb.faiss_store import open_current
+    from tests.fakes import full_disk_at_commit
 
     client, settings = make_client(api_key=KEY)
     before = client.get("/api/search", query_string={"q": "Has a US president visited Kazakhstan?"}).get_json()
-
-    class FullDisk(sqlite3.Connection):
-        def execute(self, sql, *args):
-            if sql.strip().upper() == "COMMIT":
-                raise sqlite3.OperationalError("database or disk is full")
-            return super().execute(sql, *args)
-
-    real_connect = sqlite3.connect
-    monkeypatch.setattr(kb.sqlite_db.sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "factory": FullDisk}))
     library = client.application.extensions["kb_library"]
-    library._store().db.close()  # this thread's connection is made again, now failing at commit
+    full_disk_at_commit(monkeypatch, library._store())
     response = client.post("/api/documents", json=NOTE, headers=AUTH)
     assert response.status_code == 507 and response.get_json()["error"]["code"] == "storage_unwritable"
     assert "disk is full" in response.get_json()["error"]["message"]

@@ -66,25 +66,14 @@ def test_api_documents_are_files_in_the_corpus_folder_and_come_back_after_the_in
 
 def test_a_refused_write_leaves_nothing_in_the_record(make_client, monkeypatch):
     """The file is written first; when the index transaction then fails, the record goes back to what it was."""
-    import sqlite3
-
-    import kb.sqlite_db
+    from tests.fakes import full_disk_at_commit
 
     client, settings = make_client(api_key=KEY)
     assert client.post("/api/documents", json=NOTE, headers=AUTH).status_code == 201
     path = settings.corpus_dir / ".kb" / "documents" / "meeting-notes.jsonl"
     kept = path.read_bytes()
-
-    class FullDisk(sqlite3.Connection):
-        def execute(self, sql, *args):
-            if sql.strip().upper() == "COMMIT":
-                raise sqlite3.OperationalError("database or disk is full")
-            return super().execute(sql, *args)
-
-    real_connect = sqlite3.connect
-    monkeypatch.setattr(kb.sqlite_db.sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "factory": FullDisk}))
     library = client.application.extensions["kb_library"]
-    library.store.db.close()
+    full_disk_at_commit(monkeypatch, library.store)
     changed = client.post("/api/documents", json={**NOTE, "text": "The budget was cut."}, headers=AUTH)
     new = client.post("/api/documents", json={**NOTE, "id": "other", "text": "Another note."}, headers=AUTH)
     assert (changed.status_code, new.status_code) == (507, 507)
