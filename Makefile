@@ -80,5 +80,8 @@ test: install-test
 bench: install-test
 	$(BIN)/python benchmarks/run_all.py
 
+# Only what can be made again: the environment, the derived index, the replica demo's throwaway clusters and
+# test artifacts. Never a record: corpus/ (with corpus/.kb/, the documents sent through the API) and .pgdata/
+# (make run-postgres's database) stay; `kb db reset --yes` or deleting them by hand is the only way they go.
 clean:
-	rm -rf $(VENV) index .pgdata .pgdemo tests/e2e/axe/node_modules tests/artifacts
+	rm -rf $(VENV) index .pgdemo tests/e2e/axe/node_modules tests/artifacts
