@@ -62,28 +62,42 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=10000)
     parser.add_argument("--work", default=None)
+    parser.add_argument("--backup-only", action="store_true",
+                        help="with --work of an earlier run: only the backup during writes (step 5)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="kb-records-"))
     (work / "corpus").mkdir(parents=True, exist_ok=True)
     env = {"KB_CORPUS_DIR": str(work / "corpus"), "KB_INDEX_DIR": str(work / "index")}
     source = work / "source.jsonl"
-    size = export_file(source, args.docs)
-    print(f"{args.docs:,} documents, {size / 2**20:.1f} MiB of export lines", flush=True)
+    if not args.backup_only:
+        prepare_and_time(work, env, source, args.docs)
+    backup_during_writes(work, env)
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def prepare_and_time(work: Path, env: dict, source: Path, docs: int) -> None:
+    """Steps 1 to 4: import, export, import again, and the index derived again from the record."""
+    size = export_file(source, docs)
+    print(f"{docs:,} documents, {size / 2**20:.1f} MiB of export lines", flush=True)
     figures = {}
     figures["import"] = kb(env, "import", str(source))
-    print(f"import: {figures['import']:.0f} s ({args.docs / figures['import']:.1f} documents/s)", flush=True)
+    print(f"import: {figures['import']:.0f} s ({docs / figures['import']:.1f} documents/s)", flush=True)
     figures["export"] = kb(env, "export", "-o", str(work / "exported.jsonl"))
-    print(f"export: {figures['export']:.1f} s ({args.docs / figures['export']:.0f} documents/s, including the "
+    print(f"export: {figures['export']:.1f} s ({docs / figures['export']:.0f} documents/s, including the "
           "start-up sync of the record)", flush=True)
     figures["import again"] = kb(env, "import", str(source))
     print(f"import again, nothing new: {figures['import again']:.1f} s "
-          f"({args.docs / figures['import again']:.0f} documents/s)", flush=True)
+          f"({docs / figures['import again']:.0f} documents/s)", flush=True)
     shutil.rmtree(work / "index")
     figures["rebuild"] = kb(env, "build")
-    print(f"rm -rf index && kb build: {figures['rebuild']:.0f} s ({args.docs / figures['rebuild']:.1f} documents/s)",
+    print(f"rm -rf index && kb build: {figures['rebuild']:.0f} s ({docs / figures['rebuild']:.1f} documents/s)",
           flush=True)
 
-    process, port = start(work)  # writes.start: the same folders, with a write key
+
+def backup_during_writes(work: Path, env: dict) -> None:
+    """Step 5: idle searches, then searches while one client writes and `kb backup` runs."""
+    process, port = start(work, env)  # writes.start, with a write key, on the same folders
     try:
         questions = list(load_cranfield(CRANFIELD).queries.values())
         searches(port, questions, "warm", limit=10)
@@ -123,8 +137,6 @@ def main() -> None:
     for label, values in (("idle", idle), ("during the backup and the writes", during)):
         print(f"| {label} | {statistics.median(values):.1f} | {percentile(values, 0.95):.1f} | {len(values)} |")
     print(f"p95 during / idle: {percentile(during, 0.95) / percentile(idle, 0.95):.2f}x")
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
