@@ -22,7 +22,7 @@ run-postgres: install-postgres
 
 # A primary and a hot standby on loopback, a kb server on each (8001 writes, 8002 reads), until Ctrl+C.
 replica-demo: install-postgres
-	$(BIN)/python -m kb.replica_demo --folder .pgdemo --port 8001
+	$(BIN)/python -m kb.stores.postgres.replica_demo --folder .pgdemo --port 8001
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -15,10 +15,9 @@ import argparse
 import time
 from pathlib import Path
 
-from kb.chunk import chunk_text
-from kb.prepare import document_structure, embedding_text, passage_limit
-from kb.datasets import load_cranfield
-from kb.embed import embedder_for
+from kb.documents.chunking import chunk_text, document_structure, embedding_text, passage_limit
+from kb.embedding.embedder import embedder_for
+from kb.evaluation.datasets import load_cranfield
 from kb.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

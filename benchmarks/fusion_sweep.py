@@ -11,13 +11,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from kb.build import build_index
-from kb.datasets import load_collection
-from kb.embed import get_embedder
-from kb.evaluate import evaluate_collection, evaluate_questions
-from kb.faiss_store import open_current
-from kb.questions import load_questions
+from kb.embedding.embedder import get_embedder
+from kb.evaluation.datasets import load_collection
+from kb.evaluation.metrics import evaluate_collection, evaluate_questions
+from kb.evaluation.questions import load_questions
+from kb.ingestion.sync import build_index
 from kb.settings import Settings
+from kb.stores.faiss.store import open_current
 
 REPO = Path(__file__).resolve().parent.parent
 

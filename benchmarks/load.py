@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=8, help="waitress threads of the server")
     args = parser.parse_args()
-    from kb.datasets import load_cranfield
+    from kb.evaluation.datasets import load_cranfield
 
     questions = list(load_cranfield(CRANFIELD).queries.values())
     empty = tempfile.mkdtemp(prefix="kb-load-corpus-")

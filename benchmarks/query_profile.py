@@ -56,24 +56,25 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    import kb.search
-    from kb.datasets import load_cranfield
-    from kb.embed import Embedder
-    from kb.faiss_store import FaissSnapshot
-    from kb.onnx_encoder import OnnxEncoder
+    import kb
+    import kb.search.pipeline
+    from kb.embedding.embedder import Embedder
+    from kb.embedding.onnx_encoder import OnnxEncoder
+    from kb.evaluation.datasets import load_cranfield
     from kb.settings import Settings
+    from kb.stores.faiss.store import FaissSnapshot
     from web.app import create_app
 
     settings = Settings.from_env()
     for owner, name, stage in [
         (OnnxEncoder, "encode", "encode, engine"), (Embedder, "_torch_encode", "encode, engine"),
         (Embedder, "encode_query", "encode, all"), (FaissSnapshot, "candidates", "candidates (dense + BM25)"),
-        (kb.search.Searcher, "_rank", "fusion and feedback"), (FaissSnapshot, "records", "records"),
-        (kb.search, "annotate", "highlights"), (kb.search.Searcher, "answer", "answer, all"),
-        (kb.search.Answer, "json_text", "to JSON"),
+        (kb.search.pipeline.Searcher, "_rank", "fusion and feedback"), (FaissSnapshot, "records", "records"),
+        (kb.search.pipeline, "annotate", "highlights"), (kb.search.pipeline.Searcher, "answer", "answer, all"),
+        (kb.search.pipeline.Answer, "json_text", "to JSON"),
     ]:
         timed(owner, name, stage)
-    app = create_app(settings)
+    app = create_app(settings, base=kb.open(settings, serving=True))  # the front door, as kb serve opens it
     embedder = app.extensions["kb"].embedder
     stop = threading.Event()
     if embedder.wants_model_thread:  # as kb serve: torch embeds on a thread of its own, ONNX Runtime on the request's

@@ -40,11 +40,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from query_profile import spent, timed  # noqa: E402
 from writes import make_store  # noqa: E402
 
-from kb.datasets import load_cranfield  # noqa: E402
-from kb.embed import embedder_for  # noqa: E402
-from kb.prepare import prepare  # noqa: E402
+from kb.embedding.embedder import embedder_for  # noqa: E402
+from kb.embedding.prepare import prepare  # noqa: E402
+from kb.evaluation.datasets import load_cranfield  # noqa: E402
 from kb.settings import Settings  # noqa: E402
-from kb.store import PreparedDocument  # noqa: E402
+from kb.stores.base import PreparedDocument  # noqa: E402
 
 CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
 NOISE = 0.03
@@ -97,10 +97,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--work", default="/tmp/kb-query-scale")
     args = parser.parse_args()
-    import kb.search
-    from kb.embed import Embedder
-    from kb.faiss_store import FaissSnapshot
-    from kb.live import LiveSearcher
+    import kb.search.pipeline
+    from kb.embedding.embedder import Embedder
+    from kb.search.live import LiveSearcher
+    from kb.stores.faiss.store import FaissSnapshot
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -108,9 +108,9 @@ def main() -> None:
     prepared = prepared_cranfield(work, base)
     questions = list(load_cranfield(CRANFIELD).queries.values())[: args.queries]
     for owner, name, stage in [
-        (kb.search.Searcher, "answer", "answer"), (Embedder, "encode_query", "encode"),
-        (FaissSnapshot, "candidates", "candidates"), (kb.search.Searcher, "_rank", "fusion"),
-        (FaissSnapshot, "records", "records"), (kb.search, "annotate", "highlights"),
+        (kb.search.pipeline.Searcher, "answer", "answer"), (Embedder, "encode_query", "encode"),
+        (FaissSnapshot, "candidates", "candidates"), (kb.search.pipeline.Searcher, "_rank", "fusion"),
+        (FaissSnapshot, "records", "records"), (kb.search.pipeline, "annotate", "highlights"),
     ]:
         timed(owner, name, stage)
     print("| passages | index | store on disk MiB | open s | answer p50 ms | p95 ms | encode | dense + BM25 "

@@ -32,10 +32,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from serving import percentile  # noqa: E402
 from writes import CRANFIELD, note, request, searches, start  # noqa: E402
 
-from kb.datasets import load_cranfield  # noqa: E402
-from kb.exchange import export_line  # noqa: E402
-from kb.ingest import content_hash  # noqa: E402
-from kb.store import StoredDocument  # noqa: E402
+from kb.documents.document import content_hash
+from kb.evaluation.datasets import load_cranfield  # noqa: E402
+from kb.stores.base import StoredDocument  # noqa: E402
+from kb.stores.record import export_line  # noqa: E402
 
 
 def kb(env: dict, *args: str) -> float:

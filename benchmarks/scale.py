@@ -25,9 +25,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from kb.faiss_store import open_current
 from kb.settings import Settings
-from kb.vectors import RERANK_DEPTH, VectorIndex, ann_spec
+from kb.stores.faiss.store import open_current
+from kb.stores.faiss.vectors import RERANK_DEPTH, VectorIndex, ann_spec
 
 
 def synthetic(base: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -5,9 +5,9 @@
 Cranfield's abstracts are prepared by kb (chunked and embedded by the real model, as in
 benchmarks/query_scale.py, whose scratch copy in --work is reused). For each of the 225
 Cranfield questions and each passage of a document judged relevant to it, the sentences kb
-would mark (kb/highlight.py's rule: the best, and a second within 0.05 of it) are chosen twice:
+would mark (kb/search/highlights.py's rule: the best, and a second within 0.05 of it) are chosen twice:
 from the float16 vectors kb stores by default, and from the same vectors stored as int8
-(kb/sentence_vectors.py). Reported: bytes per sentence, how often the marked sentences are the
+(kb/stores/sentence_vectors.py). Reported: bytes per sentence, how often the marked sentences are the
 same, how often the best sentence is, and the largest change of a similarity.
 """
 
@@ -27,11 +27,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from query_scale import prepared_cranfield  # noqa: E402
 
-from kb.datasets import load_cranfield  # noqa: E402
-from kb.embed import embedder_for  # noqa: E402
-from kb.highlight import MAX_MARKED, NEAR_BEST  # noqa: E402
-from kb.sentence_vectors import pack, unpack  # noqa: E402
+from kb.embedding.embedder import embedder_for  # noqa: E402
+from kb.evaluation.datasets import load_cranfield  # noqa: E402
+from kb.search.highlights import MAX_MARKED, NEAR_BEST  # noqa: E402
 from kb.settings import Settings  # noqa: E402
+from kb.stores.sentence_vectors import pack, unpack  # noqa: E402
 
 
 def marked(vectors: np.ndarray, query: np.ndarray) -> tuple[int, ...]:

@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare", action="store_true", help="also compare thread counts and micro-batching")
     args = parser.parse_args()
-    from kb.datasets import load_cranfield
+    from kb.evaluation.datasets import load_cranfield
 
     questions = list(load_cranfield(CRANFIELD).queries.values())
     versions: dict[str, dict] = {"this checkout": {}}
@@ -237,9 +237,9 @@ def in_process_floor():
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from kb.embed import resolve_model
-    from kb.faiss_store import open_current
+    from kb.embedding.embedder import resolve_model
     from kb.settings import Settings
+    from kb.stores.faiss.store import open_current
 
     settings = Settings.from_env()
     memory = open_current(settings).memory

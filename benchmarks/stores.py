@@ -29,16 +29,16 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from serving import free_port, percentile  # noqa: E402
 
-from kb.datasets import load_cranfield  # noqa: E402
-from kb.embed import embedder_for  # noqa: E402
-from kb.evaluate import score_store  # noqa: E402
-from kb.faiss_store import FaissStore  # noqa: E402
-from kb.ingest import Document  # noqa: E402
-from kb.pg_local import LocalCluster, wait_for  # noqa: E402
-from kb.pg_store import PostgresStore  # noqa: E402
-from kb.prepare import build_config, prepare  # noqa: E402
-from kb.search import Searcher  # noqa: E402
+from kb.documents.document import Document
+from kb.embedding.embedder import embedder_for  # noqa: E402
+from kb.embedding.prepare import build_config, prepare  # noqa: E402
+from kb.evaluation.datasets import load_cranfield  # noqa: E402
+from kb.evaluation.metrics import score_store  # noqa: E402
+from kb.search.pipeline import Searcher  # noqa: E402
 from kb.settings import Settings  # noqa: E402
+from kb.stores.faiss.store import FaissStore  # noqa: E402
+from kb.stores.postgres.cluster import LocalCluster, wait_for  # noqa: E402
+from kb.stores.postgres.store import PostgresStore  # noqa: E402
 
 
 def ms(times: list[float]) -> str:

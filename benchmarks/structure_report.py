@@ -110,16 +110,14 @@ def sentence_starts(path: Path) -> set[str]:
 
 def measure(corpus: Path) -> dict:
     """Run under the kb on PYTHONPATH: its own readers and chunker."""
-    from kb.embed import embedder_for
-    from kb.ingest import read_corpus
-    from kb.prepare import chunk_document
+    from kb.documents.chunking import Passage, chunk_document
+    from kb.documents.reading import read_corpus
+    from kb.embedding.embedder import embedder_for
     from kb.settings import Settings
-
-    from kb.chunk import Passage
 
     new = "sentences" in Passage.__dataclass_fields__  # kb is a namespace package: tell versions by their types
     if not new:
-        from kb.chunk import sentence_spans
+        from kb.documents.chunking import sentence_spans
     settings = Settings.from_env()
     embedder = embedder_for(settings)
     documents = read_corpus(corpus)

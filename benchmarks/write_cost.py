@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from serving import percentile  # noqa: E402
 from writes import CRANFIELD, make_store, note, request, start  # noqa: E402
 
-from kb.datasets import load_cranfield  # noqa: E402
-from kb.embed import embedder_for  # noqa: E402
-from kb.prepare import prepare  # noqa: E402
+from kb.embedding.embedder import embedder_for  # noqa: E402
+from kb.embedding.prepare import prepare  # noqa: E402
+from kb.evaluation.datasets import load_cranfield  # noqa: E402
 from kb.settings import Settings  # noqa: E402
 
 

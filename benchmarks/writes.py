@@ -40,13 +40,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 from serving import free_port, percentile, status_mb  # noqa: E402
 
-from kb.build import build_index  # noqa: E402
-from kb.datasets import load_cranfield  # noqa: E402
-from kb.embed import embedder_for, get_embedder  # noqa: E402
-from kb.faiss_store import FaissStore, open_current  # noqa: E402
-from kb.prepare import build_config, prepare  # noqa: E402
+from kb.embedding.embedder import embedder_for, get_embedder  # noqa: E402
+from kb.embedding.prepare import build_config, prepare  # noqa: E402
+from kb.evaluation.datasets import load_cranfield  # noqa: E402
+from kb.ingestion.sync import build_index  # noqa: E402
 from kb.settings import Settings  # noqa: E402
-from kb.store import PreparedDocument, StoredDocument  # noqa: E402
+from kb.stores.base import PreparedDocument, StoredDocument  # noqa: E402
+from kb.stores.faiss.store import FaissStore, open_current  # noqa: E402
 
 CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
 KEY = "bench-key"
@@ -246,9 +246,8 @@ def measure(size: int, prepared: list[PreparedDocument], questions: list[str], w
 
 def quality(prepared_collection, work: Path) -> None:
     """Cranfield hybrid nDCG@10: 1,400 single-document API writes against one `kb build`, same run."""
-    from kb.evaluate import score_store
-
-    from kb.datasets import Collection
+    from kb.evaluation.datasets import Collection
+    from kb.evaluation.metrics import score_store
 
     # Two Cranfield records (471, 995) have no text: the API refuses them (400), so both sides leave them out.
     collection = Collection(prepared_collection.name, [d for d in prepared_collection.documents if d.text.strip()],

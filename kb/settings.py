@@ -1,7 +1,7 @@
 """One settings object for kb: defaults, overridden by KB_* environment variables.
 
 Every field carries its environment variable and a help sentence in its metadata, so the
-CLI, the README test and error messages all read the same table.
+CLI, docs/configuration.md (generated from it) and error messages all read the same table.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from kb.sentence_vectors import FORMATS as SENTENCE_FORMATS
-
-
 MODES = ("hybrid", "dense", "keyword")
 FUSIONS = ("zscore", "minmax", "rrf")
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
@@ -23,6 +20,21 @@ ENCODERS = ("auto", "torch", "onnx")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 WRITE_EMBEDDINGS = ("process", "inline")
 STORES = ("faiss", "postgres")
+SENTENCE_FORMATS = ("float16", "int8")  # how sentence vectors are packed (kb/stores/sentence_vectors.py)
+PG_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,50}$")  # room for kb's own suffixes within PostgreSQL's 63
+
+
+def check_schema_name(schema: str) -> str:
+    """A PostgreSQL schema name kb may put in SQL as it is (ValueError otherwise)."""
+    if not PG_SCHEMA_NAME.match(schema):
+        raise ValueError(f"KB_PG_SCHEMA must be lower-case letters, digits and '_' (at most 51), got {schema!r}")
+    return schema
+
+
+def default_cache() -> Path:
+    """kb/encoders in the user's cache folder ($XDG_CACHE_HOME, else ~/.cache), like other model caches."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "kb" / "encoders"
 
 
 def _setting(default: Any, env: str, help: str) -> Any:
@@ -33,8 +45,17 @@ def _setting(default: Any, env: str, help: str) -> Any:
 class Settings:
     """Every setting kb reads. The two keys are secrets: they are never logged or echoed."""
 
-    corpus_dir: Path = _setting(Path("corpus"), "KB_CORPUS_DIR", "Folder of source documents that `kb build` indexes.")
-    index_dir: Path = _setting(Path("index"), "KB_INDEX_DIR", "Folder that holds the built index (one sub-folder per build).")
+    corpus_dir: Path = _setting(
+        Path("corpus"), "KB_CORPUS_DIR",
+        "Folder of your documents (.txt .md .html .pdf .jsonl). On the FAISS store it is the record: documents sent "
+        "through the API and uploads are kept in its .kb/ sub-folder. Pointing kb at another folder switches the "
+        "index to that folder's documents; pointing it back brings them back.",
+    )
+    index_dir: Path = _setting(
+        Path("index"), "KB_INDEX_DIR",
+        "Folder of the index derived from the corpus (current -> the live store folder, and one more while a new "
+        "index is built beside it). Deleting it loses no document: the next build derives it again.",
+    )
     store: str = _setting(
         "faiss", "KB_STORE",
         "Where kb keeps documents, vectors and keyword terms: faiss (files in KB_INDEX_DIR) or postgres "
@@ -66,13 +87,13 @@ class Settings:
     precision: str = _setting(
         "auto", "KB_PRECISION",
         "Arithmetic of the model on the CPU: bfloat16, float32, or auto (bfloat16 where the CPU has bfloat16 "
-        "instructions, AMX or AVX512-BF16; see the README for its effect on speed and quality).",
+        "instructions, AMX or AVX512-BF16; see benchmarks/README.md for its effect on speed and quality).",
     )
     encoder: str = _setting(
         "auto", "KB_ENCODER",
         "Engine that runs the model: torch (sentence-transformers), onnx (the model exported to ONNX once and run by "
         "ONNX Runtime, same vectors), or auto (queries by ONNX Runtime, batches of passages by torch: the fastest of "
-        "each on the CPUs measured; see the README). A model that cannot be exported runs on torch.",
+        "each on the CPUs measured; see benchmarks/README.md). A model that cannot be exported runs on torch.",
     )
     encoder_cache: str = _setting(
         "", "KB_ENCODER_CACHE",
@@ -83,7 +104,7 @@ class Settings:
         "auto", "KB_DEVICE",
         "Where torch runs the model for builds and writes: cpu, cuda, cuda:N, mps, or auto (CUDA when torch sees a GPU).",
     )
-    batch_size: int = _setting(32, "KB_BATCH_SIZE", "Passages embedded per batch by `kb build` (smaller batches pad less; see the README).")
+    batch_size: int = _setting(32, "KB_BATCH_SIZE", "Passages embedded per batch by `kb build` (smaller batches pad less).")
     query_batch: int = _setting(
         32, "KB_QUERY_BATCH",
         "Most concurrent queries `kb serve` embeds in one forward pass (micro-batching; 1 turns it off).",
@@ -121,7 +142,7 @@ class Settings:
     )
     sentence_vectors: str = _setting(
         "float16", "KB_SENTENCE_VECTORS",
-        "How sentence vectors (for highlights) are stored: float16, or int8 (half the bytes; see the README for "
+        "How sentence vectors (for highlights) are stored: float16, or int8 (half the bytes; see benchmarks/README.md for "
         "what it changes). Applies to what is written from then on; no rebuild needed.",
     )
     api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
@@ -199,9 +220,7 @@ class Settings:
             raise ValueError("KB_STORE=postgres needs KB_PG_DSN, the connection string of the primary")
         if self.pg_pool_size < 1:
             raise ValueError(f"KB_PG_POOL_SIZE must be at least 1, got {self.pg_pool_size}")
-        from kb.pg_schema import check_name
-
-        check_name(self.pg_schema)
+        check_schema_name(self.pg_schema)
         if self.write_embedding not in WRITE_EMBEDDINGS:
             raise ValueError(f"KB_WRITE_EMBEDDING must be one of {', '.join(WRITE_EMBEDDINGS)}, got {self.write_embedding!r}")
         if self.encoder not in ENCODERS:
@@ -217,8 +236,6 @@ class Settings:
     @property
     def encoder_folder(self) -> Path:
         """Where exported models are kept (KB_ENCODER_CACHE, else the user's cache folder)."""
-        from kb.onnx_export import default_cache
-
         return Path(self.encoder_cache) if self.encoder_cache else default_cache()
 
     def with_(self, **changes: Any) -> "Settings":

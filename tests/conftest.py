@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Models exported to ONNX (kb/onnx_export.py) go to a cache of this run's own, shared by every server it starts.
+# Models exported to ONNX (kb/embedding/onnx_export.py) go to a cache of this run's own, shared by every server it starts.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="kb-test-cache-")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ SEED_QUESTIONS = REPO / "benchmarks" / "data" / "seed_questions.jsonl"
 @pytest.fixture(scope="session")
 def embedder():
     """The real default model, loaded once for the whole run."""
-    from kb.embed import get_embedder
+    from kb.embedding.embedder import get_embedder
 
     return get_embedder()
 
@@ -38,8 +38,8 @@ def seed_settings(tmp_path_factory):
 @pytest.fixture(scope="session")
 def seed_index(seed_settings, embedder):
     """A real store (SQLite records, FAISS and BM25) built from the seed corpus with the real model."""
-    from kb.build import build_index
-    from kb.faiss_store import open_current
+    from kb.ingestion.sync import build_index
+    from kb.stores.faiss.store import open_current
 
     report = build_index(seed_settings, embedder=embedder)
     assert report.written and report.passages_embedded == report.passages > 0
@@ -48,7 +48,7 @@ def seed_index(seed_settings, embedder):
 
 @pytest.fixture(scope="session")
 def live_searcher(seed_settings, seed_index, embedder):
-    from kb.live import LiveSearcher
+    from kb.search.live import LiveSearcher
 
     return LiveSearcher(embedder, seed_settings)
 
@@ -59,7 +59,7 @@ def pg_cluster():
     import shutil
     import tempfile
 
-    from kb.pg_local import LocalCluster, wait_for
+    from kb.stores.postgres.cluster import LocalCluster, wait_for
 
     folder = Path(tempfile.mkdtemp(prefix="kb-pg-"))
     folder.chmod(0o755)  # the server runs as its own user when the tests run as root
@@ -101,9 +101,10 @@ def all_documents(store):
 
 @pytest.fixture(scope="session")
 def app(seed_settings, live_searcher):
+    import kb
     from web.app import create_app
 
-    return create_app(seed_settings, searcher=live_searcher)
+    return create_app(seed_settings, base=kb.open(seed_settings, serving=True, embedder=live_searcher.embedder))
 
 
 @pytest.fixture()

@@ -51,7 +51,7 @@ def full_disk_at_commit(monkeypatch, store) -> None:
     at every COMMIT of the FAISS store ``store``, as it does when the disk fills during a write."""
     import sqlite3
 
-    import kb.sqlite_db
+    import kb.stores.faiss.records
 
     class FullDisk(sqlite3.Connection):
         def execute(self, sql, *args):
@@ -60,5 +60,5 @@ def full_disk_at_commit(monkeypatch, store) -> None:
             return super().execute(sql, *args)
 
     real_connect = sqlite3.connect
-    monkeypatch.setattr(kb.sqlite_db.sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "factory": FullDisk}))
+    monkeypatch.setattr(kb.stores.faiss.records.sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "factory": FullDisk}))
     store.db.close()  # this thread's connection is made again, now failing at commit

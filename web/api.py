@@ -6,8 +6,9 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from web.errors import ApiError
 from web.auth import require_read
+from web.errors import ApiError
+from web.loading import knowledge_base
 from web.params import json_body, parse_filters_args
 from web.schemas import SearchBody, SearchQuery, validated
 
@@ -30,15 +31,15 @@ def search_post():
     require_read()
     body = json_body()
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", f'the body must be a JSON object like {{"q": "...", "k": 5}}, got {type(body).__name__}')
+        raise ApiError("invalid_body", f'the body must be a JSON object like {{"q": "...", "k": 5}}, got {type(body).__name__}')
     params = validated(SearchBody, body, json=True)
     return _answer(params.q, params.k, params.mode, params.to_filters(), params.offset)
 
 
 def _answer(query: str, k: int, mode: str | None, filters, offset: int = 0):
-    searcher = current_app.extensions["kb"].current()
+    base = knowledge_base()
     began = time.perf_counter()
-    answer = searcher.answer(query, k, mode, filters=filters, offset=offset)
+    answer = base.search(query, k, mode, filters=filters, offset=offset)
     g.result_count = len(answer.hits)
     text = answer.json_text(k, (time.perf_counter() - began) * 1000)
     return current_app.response_class(text + "\n", mimetype="application/json")
@@ -47,9 +48,8 @@ def _answer(query: str, k: int, mode: str | None, filters, offset: int = 0):
 @api.get("/health")
 def health():
     try:
-        store = current_app.extensions["kb"].current().store
+        base = knowledge_base()
     except ApiError as exc:
         return jsonify({"status": exc.code, "message": exc.message}), 503
-    with store.snapshot() as snapshot:
-        documents, passages = snapshot.counts()
-    return jsonify({"status": "ok", "passages": passages, "documents": documents, "model": store.model})
+    documents, passages = base.counts()
+    return jsonify({"status": "ok", "passages": passages, "documents": documents, "model": base.settings.model})

@@ -1,4 +1,4 @@
-"""The app factory: create_app(settings) loads the index and model once and registers the routes."""
+"""The app factory: create_app(settings) opens the knowledge base (kb's front door) and registers the routes."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Callable
 
 from flask import Flask, g, request
 
+import kb
 from kb.settings import Settings
 from web.api import api
 from web.assets import assets
 from web.contract import contract
 from web.documents import documents
-from web.errors import ApiError, register_error_handlers
+from web.errors import register_error_handlers
+from web.loading import Loading
 from web.pages import pages
 
 log = logging.getLogger(__name__)
@@ -30,21 +32,9 @@ SECURITY_HEADERS = {
 }
 
 
-class Loading:
-    """Stands in for the searcher while the model and index load: every use answers 503."""
-
-    def __init__(self) -> None:
-        self.error: str | None = None
-
-    def current(self):
-        if self.error:
-            raise ApiError(503, "failed", f"kb could not start: {self.error}")
-        raise ApiError(503, "loading", "kb is loading its model and index; try again shortly")
-
-
-def create_app(settings: Settings | None = None, searcher=None, background: bool = False,
+def create_app(settings: Settings | None = None, base: kb.KnowledgeBase | None = None, background: bool = False,
                prepare: Callable[[], None] | None = None) -> Flask:
-    """Build the app. ``searcher`` (a LiveSearcher) may be passed in to share one loaded model.
+    """Build the app over ``base`` (kb's front door), or over the knowledge base ``settings`` describe.
 
     With ``background``, the model and index load in a thread and the app answers 503 until
     they are ready and warmed up, so a server can listen at once and report its own readiness.
@@ -78,13 +68,14 @@ def create_app(settings: Settings | None = None, searcher=None, background: bool
         })
         return response
 
-    if searcher is not None:
-        _install(app, settings, searcher)
+    if base is not None:
+        app.extensions["kb"] = base
     elif background:
         app.extensions["kb"] = Loading()
         threading.Thread(target=_load, args=(app, settings, prepare), name="kb-load", daemon=True).start()
     else:
-        _install(app, settings, _load_searcher(settings))
+        app.extensions["kb"] = kb.open(settings, serving=True)
+        app.extensions["kb"].warm_up()
     return app
 
 
@@ -104,36 +95,14 @@ def _limit_rates(app: Flask, settings: Settings) -> None:
     app.extensions["kb_limiter"] = limiter
 
 
-def _load_searcher(settings: Settings):
-    from kb.embed import embedder_for
-    from kb.live import LiveSearcher
-
-    embedder = embedder_for(settings)
-    embedder.batcher.max_batch = settings.query_batch
-    searcher = LiveSearcher(embedder, settings)
-    searcher.current().answer("warm up", 1)  # the first real question should not pay for lazy set-up
-    return searcher
-
-
 def _load(app: Flask, settings: Settings, prepare: Callable[[], None] | None = None) -> None:
     try:
         if prepare is not None:
             prepare()
-        _install(app, settings, _load_searcher(settings))
+        base = kb.open(settings, serving=True)
+        base.warm_up()  # the first real question should not pay for lazy set-up
+        app.extensions["kb"] = base
         log.info("ready")
     except Exception as exc:  # reported by /api/health rather than lost in a thread (kb serve prints it and stops)
         log.info("could not load: %s", exc)
         app.extensions["kb"].error = str(exc)
-
-
-def _install(app: Flask, settings: Settings, searcher) -> None:
-    from kb.library import Library
-
-    preparer = None
-    if settings.api_key and settings.write_embedding == "process":  # no key: writes are off, no worker needed
-        from kb.write_worker import get_write_worker
-
-        preparer = get_write_worker(settings).prepare
-    app.extensions["kb_library"] = Library(settings, searcher.embedder, store=lambda: searcher.fresh_store(),
-                                           preparer=preparer)
-    app.extensions["kb"] = searcher

@@ -22,11 +22,11 @@ def _equal(given: str, expected: str) -> bool:
 def require_write() -> None:
     settings = current_app.config["KB_SETTINGS"]
     if not settings.api_key:
-        raise ApiError(403, "writes_disabled",
+        raise ApiError("writes_disabled",
                        "document writes are disabled: set KB_API_KEY on the server and send it as 'Authorization: Bearer <key>'")
     token = _presented()
     if token is None or not _equal(token, settings.api_key):
-        raise ApiError(401, "unauthorized", "send the write key as 'Authorization: Bearer <KB_API_KEY>'")
+        raise ApiError("unauthorized", "send the write key as 'Authorization: Bearer <KB_API_KEY>'")
 
 
 def require_read() -> None:
@@ -35,4 +35,4 @@ def require_read() -> None:
         return
     token = _presented()
     if token is None or not (_equal(token, settings.read_key) or (settings.api_key and _equal(token, settings.api_key))):
-        raise ApiError(401, "unauthorized", "reads need 'Authorization: Bearer <KB_READ_KEY>'")
+        raise ApiError("unauthorized", "reads need 'Authorization: Bearer <KB_READ_KEY>'")

@@ -4,36 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from kb.library import DocumentError
-from kb.structure import STRUCTURE_KEYS
+from kb.documents.structure import STRUCTURE_KEYS
 from web.auth import require_read, require_write
 from web.errors import ApiError
+from web.loading import knowledge_base
 from web.params import json_body, refuse_encoded_body
 from web.schemas import DocumentBody, DocumentPage, validated
 
 documents = Blueprint("documents", __name__)
-
-
-def _library():
-    library = current_app.extensions.get("kb_library")
-    if library is None:
-        current_app.extensions["kb"].current()  # raises the 503 that says why
-    return library
-
-
-# The library's refusals, as HTTP statuses.
-STATUS = {
-    "invalid_document": 400, "invalid_id": 400, "invalid_name": 400, "name_too_long": 400,
-    "not_found": 404, "id_taken": 409, "shared_file": 409, "unsupported_type": 415, "unreadable_document": 422,
-    "storage_unwritable": 507, "index_unwritable": 507, "embedding_failed": 503, "store_unavailable": 503,
-}
-
-
-def _call(action, *args):
-    try:
-        return action(*args)
-    except DocumentError as exc:
-        raise ApiError(STATUS[exc.code], exc.code, exc.message) from None
 
 
 @documents.post("/documents")
@@ -42,23 +20,23 @@ def add_document():
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
         # Refused before a byte of the body is parsed (or spooled to a temporary file).
-        raise ApiError(413, "payload_too_large",
+        raise ApiError("payload_too_large",
                        f"the request body is over the {limit // (1024 * 1024)} MiB limit (KB_MAX_UPLOAD_MB)")
     if request.mimetype == "application/json":
         body = json_body()
         if not isinstance(body, dict):
-            raise ApiError(400, "invalid_document", f"the body must be a JSON object with text, got {type(body).__name__}")
+            raise ApiError("invalid_document", f"the body must be a JSON object with text, got {type(body).__name__}")
         record = validated(DocumentBody, body, json=True).model_dump(exclude_none=True)
-        document, report = _call(_library().add_record, record)
+        document, report = knowledge_base().add(record)
         return jsonify({"document": document, "index": _summary(report)}), 201
     if request.mimetype == "multipart/form-data":
         refuse_encoded_body()
         upload = request.files.get("file")
         if upload is None or not upload.filename:
-            raise ApiError(400, "missing_file", "send the document as a multipart form field named 'file'")
-        added, report = _call(_library().add_file, upload.filename, upload.read())
+            raise ApiError("missing_file", "send the document as a multipart form field named 'file'")
+        added, report = knowledge_base().add_file(upload.filename, upload.read())
         return jsonify({"documents": added, "index": _summary(report)}), 201
-    raise ApiError(415, "unsupported_media_type",
+    raise ApiError("unsupported_media_type",
                    f"send application/json or multipart/form-data, not {request.mimetype or 'no content type'}")
 
 
@@ -67,23 +45,23 @@ def list_documents():
     require_read()
     paging = validated(DocumentPage, {key: request.args.get(key) for key in ("page", "per_page")})
     page, per_page = paging.page, paging.per_page
-    total, chosen = current_app.extensions["kb"].current().store.documents((page - 1) * per_page, per_page)
+    total, chosen = knowledge_base().list((page - 1) * per_page, per_page)
     return jsonify({"page": page, "per_page": per_page, "total": total, "documents": [_brief(d) for d in chosen]})
 
 
 @documents.get("/documents/<doc_id>")
 def get_document(doc_id: str):
     require_read()
-    document = current_app.extensions["kb"].current().store.document(doc_id)
+    document = knowledge_base().get(doc_id)
     if document is None:
-        raise ApiError(404, "not_found", f"no document with id {doc_id!r}")
+        raise ApiError("not_found", f"no document with id {doc_id!r}")
     return jsonify({**_brief(document), "text": document.text})
 
 
 @documents.delete("/documents/<doc_id>")
 def delete_document(doc_id: str):
     require_write()
-    report = _call(_library().remove, doc_id)
+    report = knowledge_base().delete(doc_id)
     return jsonify({"deleted": doc_id, "index": _summary(report)})
 
 

@@ -1,4 +1,9 @@
-"""Errors as JSON under /api/ (never an HTML page or a traceback), as pages elsewhere."""
+"""Errors as JSON under /api/ (never an HTML page or a traceback), as pages elsewhere.
+
+``STATUS`` is the one table of what every error code means in HTTP: the web layer's own codes (a bad
+parameter, a missing key) and kb's (kb/errors.py: a document refused, a store that cannot be reached).
+docs/api.md lists them, and tests/unit/test_docs.py holds the table, the code and the docs to each other.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,43 @@ import logging
 from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from kb.store import StoreUnavailable
+from kb.errors import KbError
 
 log = logging.getLogger(__name__)
 
-_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-    500: "internal_error",
+STATUS = {
+    # a request kb cannot take as it is
+    **dict.fromkeys(("missing_query", "blank_query", "query_too_long", "invalid_query", "invalid_k", "k_out_of_range",
+                     "invalid_mode", "invalid_offset", "offset_out_of_range", "malformed_json", "invalid_body",
+                     "unknown_field", "missing_field", "invalid_parameter", "invalid_filter", "invalid_date",
+                     "invalid_page", "invalid_per_page", "invalid_document", "invalid_id", "missing_file",
+                     "invalid_name", "name_too_long", "bad_request"), 400),
+    "unauthorized": 401,
+    "writes_disabled": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "id_taken": 409, "shared_file": 409,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415, "unsupported_content_encoding": 415, "unsupported_type": 415,
+    "unreadable_document": 422,
+    "rate_limited": 429,
+    "internal_error": 500,
+    # kb cannot answer now: starting, or a store or model it depends on is missing, damaged or unreachable
+    **dict.fromkeys(("loading", "failed", "store_unavailable", "embedding_failed", "no_index", "index_mismatch",
+                     "index_damaged", "store_problem", "model_unavailable"), 503),
+    "storage_unwritable": 507, "index_unwritable": 507,
 }
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+              415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error"}  # werkzeug's own refusals
+OTHER_HTTP = "http_error"  # any other HTTP status werkzeug answers with
 
 
 class ApiError(Exception):
-    """A client error with a machine-readable code and a sentence for people."""
+    """A refusal with a machine-readable code (its status from ``STATUS``) and a sentence for people."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message = STATUS[code], code, message
 
 
 def error_response(status: int, code: str, message: str):
@@ -61,17 +82,20 @@ def register_error_handlers(app: Flask) -> None:
             limit = current_app.config["KB_SETTINGS"].max_upload_mb
             message = f"the request body is over the {limit} MiB limit (KB_MAX_UPLOAD_MB)"
         if request.path.startswith("/api/") or request.path == "/api":
-            response = error_response(status, _CODES.get(status, "http_error"), message)
+            response = error_response(status, HTTP_CODES.get(status, OTHER_HTTP), message)
             if status == 405 and getattr(exc, "valid_methods", None):
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
             return response
         return render_template("error.html", status=status, message=message), status
 
-    @app.errorhandler(StoreUnavailable)
-    def _store_unavailable(exc: StoreUnavailable):
-        # The database is down or unreachable: say so (a retry may work), never a 500.
-        log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
-        return _api_error(ApiError(503, "store_unavailable", str(exc)))
+    @app.errorhandler(KbError)
+    def _kb_error(exc: KbError):
+        # kb's own refusals (a document it will not take, a database that is down): their code and sentence,
+        # never a 500 (a code this table does not know is a bug, and answers as one).
+        if exc.code not in STATUS:
+            return _unexpected(exc)
+        log.warning("%s on %s %s: %s", exc.code, request.method, request.path, exc.message)
+        return _api_error(ApiError(exc.code, exc.message))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, abort, current_app, g, render_template, request
+from flask import Blueprint, abort, g, render_template, request
 
-from kb.search import DEFAULT_K, MAX_K
+from kb.search.pipeline import DEFAULT_K, MAX_K
 from kb.settings import MODES
 from web.auth import require_read
 from web.errors import ApiError
-from web.params import parse_k, parse_mode, parse_offset, parse_query
+from web.loading import knowledge_base
 from web.render import marked_passage, with_code
 from web.results import read_marks, shown_results
+from web.schemas import SearchQuery, validated
 
 pages = Blueprint("pages", __name__)
 
@@ -32,24 +33,24 @@ def _answer_state() -> tuple[dict, int]:
     state = {"query": raw_query or "", "k": DEFAULT_K, "offset": 0, "mode": None, "answer": None, "shown": [],
              "error": None, "not_ready": None, "empty": False, "took_ms": None, "marked_passage": marked_passage}
     try:
-        searcher = current_app.extensions["kb"].current()
+        base = knowledge_base()
     except ApiError as exc:
         state["not_ready"] = exc  # code "loading", or "failed" when kb could not start
         return state, exc.status
-    state["mode"] = searcher.settings.search_mode
-    with searcher.store.snapshot() as snapshot:
-        state["empty"] = not snapshot.counts()[1]
+    state["mode"] = base.settings.search_mode
+    state["empty"] = not base.counts()[1]
     if raw_query is None or state["empty"]:
         return state, 200
     try:
-        query, k, mode = parse_query(raw_query), parse_k(request.args.get("k")), parse_mode(request.args.get("mode"))
-        offset = parse_offset(request.args.get("offset"))
+        fields = {key: request.args.get(key) for key in ("q", "k", "mode", "offset") if key in request.args}
+        params = validated(SearchQuery, fields)  # the API's own model: one set of checks and messages
+        query, k, mode, offset = params.q, params.k, params.mode, params.offset
     except ApiError as exc:
         state["error"] = exc.message
         return state, exc.status
     began = time.perf_counter()
-    answer = searcher.answer(query, k, mode, offset=offset)
-    above = searcher.answer(query, offset, mode, highlights=False).hits if offset else []
+    answer = base.search(query, k, mode, offset=offset)
+    above = base.search(query, offset, mode, highlights=False).hits if offset else []
     g.result_count = len(answer.hits)
     state.update(query=query, k=k, offset=offset, mode=answer.mode, answer=answer, shown=shown_results(answer.hits, above),
                  took_ms=(time.perf_counter() - began) * 1000)
@@ -73,7 +74,7 @@ def results_fragment():
 def document_page(doc_id: str):
     """The whole document, with the cited passage and its answering sentences marked, so a citation
     can be checked in place; links to the passages before and after it."""
-    store = current_app.extensions["kb"].current().store
+    store = knowledge_base().store
     document = store.document(doc_id)
     if document is None:
         abort(404)

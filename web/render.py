@@ -6,8 +6,8 @@ from itertools import groupby
 
 from markupsafe import Markup, escape
 
-from kb.hit import Hit
-from kb.structure import code_within
+from kb.documents.structure import code_within
+from kb.search.hit import Hit
 
 
 def _flags(length: int, offset: int, spans) -> list[bool]:

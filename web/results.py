@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from kb.hit import Hit
+from kb.search.hit import Hit
 
 MAX_MARKS = 20  # answering sentences a document link may mark
 

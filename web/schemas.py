@@ -3,25 +3,27 @@
 One source for two things: the handlers validate every request with these models, and
 /openapi.json is generated from them (web/openapi.py), so the published contract and the
 behaviour cannot drift apart. Field validators delegate to the checks in web/params.py and
-kb.readers, which raise ApiError with a specific code (`k_out_of_range`, `blank_query`, ...);
+kb.documents.readers, which raise ApiError with a specific code (`k_out_of_range`, `blank_query`, ...);
 pydantic lets those through unchanged, and anything pydantic itself refuses becomes a 400
 naming the field (see `validated`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from kb.filters import DATE_PATTERN, check_date
-from kb.ingest import ID_PATTERN
-from kb.readers import UnreadableDocument, parse_record
-from kb.search import DEFAULT_K, MAX_K, MAX_OFFSET, MAX_QUERY_CHARS
+from kb.documents.document import ID_PATTERN
+from kb.documents.readers import parse_record
+from kb.errors import UnreadableDocument
+from kb.schemas import Added, Deleted, DocumentFull, DocumentList, Error, Health, Mode, SearchAnswer
+from kb.search.pipeline import DEFAULT_K, MAX_K, MAX_OFFSET, MAX_QUERY_CHARS
+from kb.settings import MODES
+from kb.stores.filters import DATE_PATTERN, check_date
 from web.errors import ApiError
-from web.params import parse_filters_json, parse_k, parse_mode, parse_offset, parse_query
+from web.params import parse_filters_json
 
-Mode = Literal["hybrid", "dense", "keyword"]
 MAX_PER_PAGE = 100
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -39,12 +41,63 @@ def validated(model: type[Model], data: Any, **context: Any) -> Model:
         where = ".".join(str(part) for part in error["loc"]) or "the body"
         if error["type"] == "missing":
             if where == "q":
-                raise ApiError(400, "missing_query", "the query parameter q is required") from None
-            raise ApiError(400, "missing_field", f"{where} is required") from None
+                raise ApiError("missing_query", "the query parameter q is required") from None
+            raise ApiError("missing_field", f"{where} is required") from None
         if error["type"] == "extra_forbidden":
             allowed = ", ".join(model.model_fields)
-            raise ApiError(400, "unknown_field", f"unknown field {where!r}; allowed: {allowed}") from None
-        raise ApiError(400, "invalid_parameter", f"{where}: {error['msg']}") from None
+            raise ApiError("unknown_field", f"unknown field {where!r}; allowed: {allowed}") from None
+        raise ApiError("invalid_parameter", f"{where}: {error['msg']}") from None
+
+
+# ---- the checks behind the fields (one home: the page and the API both validate with these models) ----
+
+def parse_query(raw: Any) -> str:
+    if raw is None:
+        raise ApiError("missing_query", "the query parameter q is required")
+    if not isinstance(raw, str):
+        raise ApiError("invalid_query", f"q must be a string, got {type(raw).__name__}")
+    if len(raw) > MAX_QUERY_CHARS:
+        raise ApiError("query_too_long", f"q is {len(raw):,} characters; the limit is {MAX_QUERY_CHARS:,}")
+    if "\x00" in raw:
+        raise ApiError("invalid_query", "q must not contain NUL characters")
+    if not raw.strip():
+        raise ApiError("blank_query", "q is blank; type a question")
+    return raw.strip()
+
+
+def parse_k(raw: Any, from_json: bool = False) -> int:
+    """k from a query string (digits) or a JSON body (a number, not a string)."""
+    return DEFAULT_K if raw is None else _whole("k", raw, 1, MAX_K, from_json)
+
+
+def parse_offset(raw: Any, from_json: bool = False) -> int:
+    """How many ranked passages to skip ("more results"): 0 to MAX_OFFSET."""
+    return 0 if raw is None else _whole("offset", raw, 0, MAX_OFFSET, from_json)
+
+
+def _whole(name: str, raw: Any, low: int, high: int, from_json: bool) -> int:
+    if from_json and isinstance(raw, float) and raw.is_integer() and abs(raw) < 2**53:
+        raw = int(raw)  # JSON Schema counts 4.0 as an integer
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)) or (from_json and isinstance(raw, str)):
+        raise ApiError(f"invalid_{name}", f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text.isascii() or not text.lstrip("+-").isdigit() or len(text) > 12:
+            raise ApiError(f"invalid_{name}", f"{name} must be a whole number from {low} to {high}, got {raw[:40]!r}")
+        raw = int(text)
+    if not low <= raw <= high:
+        raise ApiError(f"{name}_out_of_range", f"{name} must be between {low} and {high}, got {raw}")
+    return raw
+
+
+def parse_mode(raw: Any) -> str | None:
+    """None means the configured default (KB_SEARCH_MODE)."""
+    if raw is None or raw == "":
+        return None
+    if raw not in MODES:
+        shown = raw[:40] if isinstance(raw, str) else raw
+        raise ApiError("invalid_mode", f"mode must be one of {', '.join(MODES)}, got {shown!r}")
+    return raw
 
 
 # ---- requests -------------------------------------------------------------------------------
@@ -76,7 +129,7 @@ class _Search(BaseModel):
     @classmethod
     def _mode(cls, raw: Any) -> str | None:
         if raw == "":  # the page's form may send an empty mode; the API names one or leaves it out
-            raise ApiError(400, "invalid_mode", "mode must be one of hybrid, dense, keyword (or left out), got ''")
+            raise ApiError("invalid_mode", "mode must be one of hybrid, dense, keyword (or left out), got ''")
         return parse_mode(raw)
 
 
@@ -96,7 +149,7 @@ class SearchQuery(_Search):
             try:
                 check_date(info.field_name, raw)  # the rule and message Filters itself uses
             except ValueError as exc:
-                raise ApiError(400, "invalid_date", str(exc)) from None
+                raise ApiError("invalid_date", str(exc)) from None
         return raw
 
 
@@ -143,7 +196,7 @@ class DocumentBody(BaseModel):
         try:
             parse_record(raw, "the document")  # the same checks the corpus's .jsonl files get
         except UnreadableDocument as exc:
-            raise ApiError(400, "invalid_document", str(exc)) from None
+            raise ApiError("invalid_document", str(exc)) from None
         return raw
 
 
@@ -161,129 +214,11 @@ class DocumentPage(BaseModel):
             return cls.model_fields[info.field_name].default
         most = 10**9 if info.field_name == "page" else MAX_PER_PAGE
         if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not 1 <= int(raw) <= most:
-            raise ApiError(400, f"invalid_{info.field_name}", f"{info.field_name} must be a whole number from 1 to {most}")
+            raise ApiError(f"invalid_{info.field_name}", f"{info.field_name} must be a whole number from 1 to {most}")
         return int(raw)
 
 
-# ---- responses (published in the spec; schemathesis checks the server against them) ---------
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="Machine-readable, e.g. k_out_of_range.")
-    message: str = Field(description="One sentence for people.")
-
-
-class Error(BaseModel):
-    error: ErrorDetail
-
-
-class Span(BaseModel):
-    start: int
-    end: int
-
-
-class Highlight(Span):
-    score: float = Field(description="Cosine of the sentence to the question.")
-
-
-class Term(Span):
-    term: str
-
-
-class PassagePosition(BaseModel):
-    ordinal: int = Field(description="Position of the passage in its document, from 0.")
-    of: int = Field(description="Passages in the document.")
-    doc_length: int = Field(description="Characters in the document.")
-
-
-class Result(BaseModel):
-    rank: int
-    score: float = Field(description="The score results are ordered by (fused in hybrid mode).")
-    text: str
-    doc_id: str
-    passage_id: str
-    title: str
-    source: str
-    start: int = Field(description="Character offset of the passage in its document's text.")
-    end: int
-    heading: str = Field(description="The section the passage falls under: the last of headings, or empty.")
-    headings: list[str] = Field(description="The heading path above the passage, outermost first.")
-    code: list[Span] = Field(description="Code in the passage (absolute offsets), to show with its line breaks.")
-    passage: PassagePosition
-    scores: dict[str, float] = Field(description="dense (cosine), keyword (BM25) and, in hybrid mode, fused.")
-    ranks: dict[str, Optional[int]]
-    confident: bool = Field(description="Whether this passage clears KB_CONFIDENCE_THRESHOLD.")
-    highlights: list[Highlight] = Field(description="Answering sentences, absolute offsets in the document.")
-    terms: list[Term] = Field(description="Query words found, absolute offsets in the document.")
-    metadata: dict[str, Any]
-
-
-class SearchAnswer(BaseModel):
-    query: str
-    k: int
-    offset: int = Field(description="Ranked passages skipped before these results (their ranks start at offset + 1).")
-    next_offset: Optional[int] = Field(description="The offset of the next page; null when nothing is ranked after.")
-    mode: Mode
-    took_ms: float
-    confident: bool = Field(description="False when no passage answers the question: a 'no good match'.")
-    results: list[Result]
-    filters: Optional[dict[str, Any]] = None
-
-
-class Health(BaseModel):
-    status: str = Field(description="ok; or, with status 503, loading or failed.")
-    passages: Optional[int] = None
-    documents: Optional[int] = None
-    model: Optional[str] = None
-    message: Optional[str] = None
-
-
-class DocumentBrief(BaseModel):
-    id: str
-    title: str
-    source: str
-    passages: int
-    characters: int
-    metadata: dict[str, Any]
-
-
-class DocumentFull(DocumentBrief):
-    text: str
-
-
-class DocumentList(BaseModel):
-    page: int
-    per_page: int
-    total: int
-    documents: list[DocumentBrief]
-
-
-class IndexSummary(BaseModel):
-    added: int
-    changed: int
-    removed: int
-    unchanged: int
-    passages_embedded: int
-    passages: int
-
-
-class StoredDocument(BaseModel):
-    id: str
-    title: Optional[str] = None
-    source: Optional[str] = None
-    path: Optional[str] = None
-    passages: Optional[int] = None
-
-
-class Added(BaseModel):
-    document: Optional[StoredDocument] = None
-    documents: Optional[list[StoredDocument]] = None
-    index: IndexSummary
-
-
-class Deleted(BaseModel):
-    deleted: str
-    index: IndexSummary
-
+# ---- responses: kb's own shapes (kb/schemas.py) ----------------------------------------------
 
 RESPONSE_MODELS = (Error, SearchAnswer, Health, DocumentList, DocumentFull, Added, Deleted)
 REQUEST_MODELS = (SearchBody, DocumentBody)

@@ -1,6 +1,6 @@
 exec(open(__file__.replace('cranfield_bm25_params.py', 'cranfield_fusion_variants.py')).read().split("for kind in ['minmax','z']")[0])  # data, ev() and pool_norm()
 import bm25s
-from kb.prepare import embedding_text
+from kb.documents.chunking import embedding_text
 texts=[embedding_text(idx.documents[p.doc_id].title, p) for p in idx.passages]
 corpus=[terms(t) for t in texts]; vocab={}; ids=[[vocab.setdefault(t,len(vocab)) for t in doc] for doc in corpus]
 qt=[terms(col.queries[q]) for q in qids]

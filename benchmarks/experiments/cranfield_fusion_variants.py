@@ -1,11 +1,11 @@
 import sys, numpy as np, tempfile
 from pathlib import Path
-from kb.build import build_index
-from kb.datasets import load_collection
-from kb.embed import get_embedder
-from kb.evaluate import trec_metrics
+from kb.ingestion.sync import build_index
+from kb.evaluation.datasets import load_collection
+from kb.embedding.embedder import get_embedder
+from kb.evaluation.metrics import trec_metrics
 from kb.index import IndexStore
-from kb.keyword import terms
+from kb.documents.terms import terms
 from kb.settings import Settings
 ct = int(sys.argv[1]) if len(sys.argv)>1 else 256
 e = get_embedder()

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/experiments/long_lines.py [--sizes 1000,2000,5000,20000,200000]
 
 Two kinds of line: short sentences ("This is a sentence about kb. " repeated) and words with
-no sentence end at all. pysbd's time grows faster than the line, which is why kb.chunk cuts
+no sentence end at all. pysbd's time grows faster than the line, which is why kb.documents.chunking cuts
 lines over 2,000 characters into pieces first; the last column is the cost per megabyte.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from kb.sentences import sentence_spans
+from kb.documents.sentences import sentence_spans
 
 
 def main() -> None:

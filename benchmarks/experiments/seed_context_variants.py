@@ -1,12 +1,12 @@
 import sys, tempfile
 from pathlib import Path
-import kb.build as kbuild
-from kb.build import build_index
-from kb.embed import get_embedder
+import kb.ingestion.sync as kbuild
+from kb.ingestion.sync import build_index
+from kb.embedding.embedder import get_embedder
 from kb.index import IndexStore
-from kb.questions import load_questions
+from kb.evaluation.questions import load_questions
 from kb.settings import Settings
-from kb.evaluate import evaluate_questions
+from kb.evaluation.metrics import evaluate_questions
 ct=int(sys.argv[1]); variant=sys.argv[2]
 orig=kbuild.context_of
 if variant=='none': kbuild.context_of=lambda t,h: ''

@@ -1,12 +1,12 @@
 import numpy as np, tempfile
 from pathlib import Path
-from kb.embed import get_embedder
-from kb.build import build_index, embedding_text
+from kb.embedding.embedder import get_embedder
+from kb.ingestion.sync import build_index, embedding_text
 from kb.index import IndexStore
-from kb.sentences import sentence_spans
-from kb.questions import load_questions
+from kb.documents.sentences import sentence_spans
+from kb.evaluation.questions import load_questions
 from kb.settings import Settings
-from kb.search import Searcher
+from kb.search.pipeline import Searcher
 e=get_embedder(); d=Path(tempfile.mkdtemp())
 s=Settings.from_env(environ={}, index_dir=d); build_index(s, embedder=e); idx=IndexStore(d).load()
 tok=e.tokenizer

@@ -1,13 +1,13 @@
 import sys, tempfile, numpy as np
 from pathlib import Path
-from kb.build import build_index
-from kb.embed import get_embedder
+from kb.ingestion.sync import build_index
+from kb.embedding.embedder import get_embedder
 from kb.index import IndexStore
-from kb.questions import load_questions, first_hit_rank
-from kb.search import Searcher
+from kb.evaluation.questions import load_questions, first_hit_rank
+from kb.search.pipeline import Searcher
 from kb.settings import Settings
-from kb.evaluate import evaluate_questions, evaluate_collection
-from kb.datasets import load_collection
+from kb.evaluation.metrics import evaluate_questions, evaluate_collection
+from kb.evaluation.datasets import load_collection
 ct=int(sys.argv[1]); ov=int(sys.argv[2])
 e=get_embedder(); d=Path(tempfile.mkdtemp())
 s=Settings.from_env(environ={}, index_dir=d, chunk_tokens=ct, chunk_overlap=ov, fusion='zscore', hybrid_weight=0.7, feedback=3, feedback_weight=1.0)

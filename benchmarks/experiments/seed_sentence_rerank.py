@@ -1,11 +1,11 @@
 import sys, tempfile, numpy as np
 from pathlib import Path
-from kb.build import build_index
-from kb.embed import get_embedder
+from kb.ingestion.sync import build_index
+from kb.embedding.embedder import get_embedder
 from kb.index import IndexStore
-from kb.questions import load_questions, first_hit_rank
-from kb.search import Searcher
-from kb.sentences import sentence_spans
+from kb.evaluation.questions import load_questions, first_hit_rank
+from kb.search.pipeline import Searcher
+from kb.documents.sentences import sentence_spans
 from kb.settings import Settings
 ct=int(sys.argv[1]); ov=int(sys.argv[2])
 e=get_embedder(); d=Path(tempfile.mkdtemp())

@@ -13,7 +13,7 @@ import statistics
 import threading
 import time
 
-from kb.embed import Embedder
+from kb.embedding.embedder import Embedder
 
 
 def main() -> None:

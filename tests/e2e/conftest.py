@@ -50,14 +50,22 @@ def call(base: str, method: str, path: str, body=None, key: str | None = None, t
         return exc.code, json.loads(exc.read())
 
 
-def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=SEED_CORPUS, ready=True) -> Server:
-    """A `kb serve` on a free port, returned once it is ready (or, without ``ready``, once it answers at all)."""
+def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=SEED_CORPUS, ready=True,
+                 flags=False) -> Server:
+    """A `kb serve` on a free port, returned once it is ready (or, without ``ready``, once it answers at all).
+
+    With ``flags``, where it listens and what it reads come as its documented flags rather than KB_* variables."""
     port = free_port()
-    env = {**os.environ, "KB_INDEX_DIR": str(index_dir), "KB_CORPUS_DIR": str(corpus_dir),
-           "KB_HOST": "127.0.0.1", "KB_PORT": str(port),
-           "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    env = {**os.environ, "KB_CORPUS_DIR": str(corpus_dir), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    if flags:
+        argv = ["--host", "127.0.0.1", "--port", str(port), "--threads", "4", "--log-json", "-v",
+                "--index-dir", str(index_dir), "--model", "all-MiniLM-L6-v2"]
+    else:
+        argv = []
+        env.update(KB_INDEX_DIR=str(index_dir), KB_HOST="127.0.0.1", KB_PORT=str(port))
     log = open(log_path, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve", *argv], env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
     server = Server(process, f"http://127.0.0.1:{port}", log_path, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,7 +89,7 @@ def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=
 @pytest.fixture(scope="session")
 def server(seed_settings, seed_index, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
-    server = start_server(seed_settings.index_dir, log_path)
+    server = start_server(seed_settings.index_dir, log_path, flags=True)  # every documented flag of kb serve
     yield server
     server.stop()
     print(f"\n--- kb serve output ---\n{server.output()[-3000:]}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from kb.questions import load_questions
+from kb.evaluation.questions import load_questions
 from tests.conftest import SEED_CORPUS, SEED_QUESTIONS
 from tests.e2e.conftest import start_server
 

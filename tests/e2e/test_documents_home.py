@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from kb.build import build_index
-from kb.datasets import load_cranfield
+from kb.evaluation.datasets import load_cranfield
+from kb.ingestion.sync import build_index
 from kb.settings import Settings
 from kb.stores import open_store
 from tests.conftest import REPO, SEED_CORPUS, all_documents
@@ -121,9 +121,9 @@ def _kill_when(process: subprocess.Popen, ready, delay: float) -> None:
 
 def _corpus_with_api_documents(tmp_path, settings, embedder, count: int = 40) -> set[str]:
     """Cranfield abstracts as files, and five documents written through the library (the API's path)."""
-    from kb.library import Library
-    from kb.readers import Parsed
-    from kb.prepare import prepare
+    from kb.documents.readers import Parsed
+    from kb.embedding.prepare import prepare
+    from kb.ingestion.writes import Library
 
     _write_corpus(settings.corpus_dir, load_cranfield(REPO / "benchmarks" / "data" / "cranfield").documents[:count])
     build_index(settings, embedder=embedder)
@@ -145,6 +145,32 @@ def _pg_documents(settings) -> tuple[set[str], int]:
         store.close()
 
 
+def _building(kind: str, settings: Settings):
+    """How many documents the index being derived beside the live one holds so far (0 while there is none)."""
+    import sqlite3
+
+    def faiss() -> int:
+        current = (settings.index_dir / "current").resolve()
+        for folder in settings.index_dir.glob("store-*"):
+            if folder.resolve() != current and (folder / "records.sqlite").exists():
+                try:
+                    with sqlite3.connect(folder / "records.sqlite", timeout=30) as conn:
+                        return conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+                except sqlite3.OperationalError:  # made a moment ago: its tables come next
+                    return 0
+        return 0
+
+    def postgres() -> int:
+        import psycopg
+
+        s = settings.pg_schema
+        with psycopg.connect(settings.pg_dsn) as conn:
+            row = conn.execute(f"SELECT number FROM {s}.generations WHERE state = 'building'").fetchone()
+            return conn.execute(f"SELECT count(*) FROM {s}.g{row[0]}_indexed").fetchone()[0] if row else 0
+
+    return faiss if kind == "faiss" else postgres
+
+
 @pytest.mark.parametrize("kind", ["faiss", "postgres"])
 def test_a_re_index_for_other_settings_killed_anywhere_loses_nothing_and_resumes(kind, tmp_path, embedder, request):
     corpus = tmp_path / "corpus"
@@ -157,6 +183,7 @@ def test_a_re_index_for_other_settings_killed_anywhere_loses_nothing_and_resumes
     everything = _corpus_with_api_documents(tmp_path, settings, embedder)
     env["KB_CHUNK_TOKENS"] = "128"  # other settings: every passage is derived again
     rng = random.Random(22)
+    built = _building(kind, settings)
     for round_ in range(3):
         process = subprocess.Popen([sys.executable, "-m", "kb.cli", "build", "-v"], env={**os.environ, **env},
                                    stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
@@ -169,7 +196,11 @@ def test_a_re_index_for_other_settings_killed_anywhere_loses_nothing_and_resumes
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        _kill_when(process, lambda: b"embedding" in seen, (0.0, 3.0, 6.0)[round_] + rng.uniform(0.0, 1.0))
+        before = built()
+        if round_ == 0:  # as it starts to embed; then after it has committed more than the killed ones did
+            _kill_when(process, lambda: b"embedding" in seen, 0.0)
+        else:
+            _kill_when(process, lambda: built() > before, rng.uniform(0.0, 0.5))
         reader.join()
         assert process.returncode == -signal.SIGKILL, "killed while it worked, not after it was done"
         if kind == "faiss":

@@ -6,7 +6,8 @@ import subprocess
 import sys
 import urllib.parse
 
-from tests.e2e.conftest import call as _call, start_server
+from tests.e2e.conftest import call as _call
+from tests.e2e.conftest import start_server
 
 KEY = "empty-key"
 

@@ -16,9 +16,9 @@ import urllib.parse
 
 import pytest
 
-from kb.build import build_index
-from kb.faiss_store import current_folder, open_current
+from kb.ingestion.sync import build_index
 from kb.settings import Settings
+from kb.stores.faiss.store import current_folder, open_current
 from tests.conftest import SEED_CORPUS, free_port
 from tests.e2e.conftest import start_server
 from tests.fakes import FakeEmbedder

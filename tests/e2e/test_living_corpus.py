@@ -12,12 +12,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-
-from kb.build import build_index
-from kb.datasets import load_cranfield
-from kb.faiss_store import open_current
+from kb.evaluation.datasets import load_cranfield
+from kb.evaluation.questions import load_questions
+from kb.ingestion.sync import build_index
 from kb.settings import Settings
-from kb.questions import load_questions
+from kb.stores.faiss.store import open_current
 from tests.conftest import REPO, SEED_CORPUS, SEED_QUESTIONS, all_documents, all_passages
 from tests.e2e.conftest import call, start_server
 

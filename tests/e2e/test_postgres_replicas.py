@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from kb.build import build_index
-from kb.pg_local import LocalCluster, wait_for
+from kb.ingestion.sync import build_index
 from kb.settings import Settings
+from kb.stores.postgres.cluster import LocalCluster, wait_for
 from tests.conftest import SEED_CORPUS, free_port
 from tests.e2e.conftest import call, start_server
 

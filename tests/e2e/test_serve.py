@@ -5,7 +5,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from kb.questions import first_hit_rank, load_questions
+from kb.evaluation.questions import first_hit_rank, load_questions
 from tests.conftest import SEED_QUESTIONS
 
 QUESTION = load_questions(SEED_QUESTIONS)[0]
@@ -36,7 +36,7 @@ def test_post_over_http_and_errors_are_json(server):
 
 
 def first_hit_rank_from_json(body):
-    from kb.hit import Hit
+    from kb.search.hit import Hit
 
     hits = [Hit(**{k: r[k] for k in ("rank", "score", "passage_id", "doc_id", "title", "source", "text", "start", "end")},
                 ordinal=0, doc_passages=0, doc_length=0) for r in body["results"]]
@@ -86,3 +86,12 @@ def test_kb_serve_listens_before_it_brings_the_index_in_line(tmp_path):
         process.wait(timeout=30)
     assert seen and seen[-1][:2] == (200, "ok"), seen[-5:]
     assert (503, "loading", False) in seen, "it should answer before the index exists"
+
+
+def test_kb_serve_with_every_documented_flag_logs_one_json_object_a_line(server):
+    """The session's server runs with --host --port --threads --log-json -v --index-dir --model (conftest)."""
+    server.get_json("/api/health")
+    lines = [line for line in server.output().splitlines() if line.startswith("{")]
+    requests = [json.loads(line) for line in lines if '"kb.requests"' in line]
+    assert requests and all({"method", "path", "status", "latency_ms"} <= set(r) for r in requests)
+    assert not any("q=" in line for line in lines), "query strings are never logged"

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from kb.build import build_index
-from kb.live import LiveSearcher
+import kb
+from kb.ingestion.sync import build_index
 from kb.settings import Settings
 from tests.conftest import SEED_CORPUS
 from web.app import create_app
@@ -19,6 +19,5 @@ def make_client(tmp_path, embedder):
             shutil.copytree(SEED_CORPUS, corpus)
         settings = Settings.from_env(environ={}, corpus_dir=corpus, index_dir=tmp_path / "index", **overrides)
         build_index(settings, embedder=embedder)
-        live = LiveSearcher(embedder, settings)
-        return create_app(settings, searcher=live).test_client(), settings
+        return create_app(settings, base=kb.open(settings, serving=True, embedder=embedder)).test_client(), settings
     return make

@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
+from kb.evaluation.questions import load_questions
 from tests.conftest import SEED_QUESTIONS
-from kb.questions import load_questions
 
 QUESTION = load_questions(SEED_QUESTIONS)[0]
 
@@ -52,7 +52,7 @@ def test_bad_k_is_a_usage_error():
 
 
 def test_the_core_library_never_imports_flask():
-    code = "import sys, kb.cli, kb.build, kb.search, kb.live, kb.questions; print('flask' in sys.modules)"
+    code = "import sys, kb.cli, kb.ingestion.sync, kb.search.pipeline, kb.search.live, kb.evaluation.questions; print('flask' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
 
@@ -79,3 +79,101 @@ def test_kb_add_and_kb_remove_embed_only_what_they_touch(tmp_path, seed_settings
     assert not (corpus / ".kb" / "uploads" / "airships.md").exists()
     missing = kb("remove", "no-such-doc", env=env)
     assert missing.returncode == 1 and "no document with id" in missing.stderr
+
+
+def test_the_core_library_starts_no_web_layer_and_kb_serve_comes_from_an_entry_point():
+    from importlib.metadata import entry_points
+
+    assert [point.value for point in entry_points(group="kb.commands") if point.name == "serve"] == \
+        ["web.serve:register"], "pip install -e . registers it"
+
+
+class Ran:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+
+def run_in_process(argv, capsys, stdin=b""):
+    """``kb ARGV`` in this process (the model loads once for all of them); its exit code and output."""
+    import io
+    import logging
+
+    from kb.cli import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    saved = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    finally:
+        sys.stdin = saved
+        root.handlers[:], root.level = handlers, level
+    out, err = capsys.readouterr()
+    return Ran(code, out, err)
+
+
+def test_every_command_runs_with_every_documented_flag(tmp_path, capsys, embedder, pg_settings, monkeypatch):
+    """Each command of docs/cli.md with each of its flags, against a small index: exit 0, or one sentence."""
+    import shutil
+
+    from tests.conftest import SEED_CORPUS, free_port
+
+    sys.path.insert(0, str(SEED_CORPUS.parent / "docs"))
+    from generate import commands  # docs/generate.py: what docs/cli.md documents
+
+    corpus, other = tmp_path / "corpus", tmp_path / "other"
+    shutil.copytree(SEED_CORPUS, corpus)
+    other.mkdir()
+    note = tmp_path / "note.md"
+    note.write_text("# Airships\n\nThe Graf Zeppelin crossed the Atlantic in 1928.\n")
+    for name in ("KB_INDEX_DIR", "KB_CORPUS_DIR", "KB_STORE", "KB_PG_DSN", "KB_PG_SCHEMA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KB_CORPUS_DIR", str(corpus))
+    index = ["--index-dir", str(tmp_path / "index"), "--model", "all-MiniLM-L6-v2"]
+    exported, backed = tmp_path / "kb.jsonl", tmp_path / "backup"
+    pg = {"KB_STORE": "postgres", "KB_PG_DSN": pg_settings.pg_dsn, "KB_PG_SCHEMA": pg_settings.pg_schema}
+    runs = [
+        ([], ["build", "--json", "--ids", "-v", *index]),
+        ([], ["build", "--force", "--corpus-dir", str(corpus), *index]),
+        ([], ["search", "Has an American president visited Kazakhstan?", "-k", "2", "--mode", "keyword", "--json",
+              "-v", *index]),
+        ([], ["search", "oil prices", *index]),
+        ([], ["eval", str(SEED_QUESTIONS), "--modes", "hybrid", "--json", "-v", *index]),
+        ([], ["add", str(note), "--json", "-v", *index]),
+        ([], ["remove", "uploads--note.md", "--json", "-v", *index]),
+        ([], ["export", "-o", str(exported), "-v", *index]),
+        ([], ["export", "--output", str(tmp_path / "again.jsonl"), *index]),
+        ([], ["export", *index]),
+        ([], ["import", str(exported), "-v", *index]),
+        ([], ["import", "-", *index]),
+        ([], ["backup", str(backed), "-v", *index]),
+        ([("KB_CORPUS_DIR", str(other))], ["restore", str(backed), "-v", "--index-dir", str(tmp_path / "restored"),
+                                           "--model", "all-MiniLM-L6-v2"]),
+        ([("KB_CORPUS_DIR", str(other))], ["restore", str(backed), "--force", "--index-dir",
+                                           str(tmp_path / "restored2")]),
+        (list(pg.items()), ["db", "init", "-v", *index]),
+        (list(pg.items()), ["db", "migrate", *index]),
+        (list(pg.items()), ["db", "status", *index]),
+        (list(pg.items()), ["db", "reset", "--yes", *index]),
+        ([], ["db", "start-local", "--data", str(tmp_path / "pg"), "--pg-port", str(free_port()), *index]),
+        ([], ["db", "stop-local", "--data", str(tmp_path / "pg"), *index]),
+    ]
+    used: dict[str, set[str]] = {}
+    for env, argv in runs:
+        with monkeypatch.context() as scoped:
+            for name, value in env:
+                scoped.setenv(name, value)
+            ran = run_in_process(argv, capsys, stdin=exported.read_bytes() if argv[:2] == ["import", "-"] else b"")
+        assert "Traceback" not in ran.err, (argv, ran.err[-2000:])
+        assert ran.code == 0, (argv, ran.err[-2000:])
+        used.setdefault(argv[0], set()).update(arg for arg in argv if arg.startswith("-") and arg != "-")
+    # kb serve cannot run in this process: its flags are used on a real one by tests/e2e/test_serve.py.
+    missing = {name: {flag for action in command._actions for flag in action.option_strings
+                      if flag not in ("-h", "--help", "--verbose")} - used.get(name, set())
+               for name, command in commands().items() if name != "serve"}
+    assert not any(missing.values()), f"documented flags no test run uses: {missing}"
+    failing = run_in_process(["search", "oil", "--index-dir", str(tmp_path / "none")], capsys)
+    assert failing.code == 1 and failing.err.strip().startswith("kb: ") and len(failing.err.strip().splitlines()) == 1

@@ -1,0 +1,192 @@
+"""kb: a knowledge base you question in plain words. Documents in, the passages that answer a question out.
+
+    import kb
+
+    with kb.open() as base:                      # settings from KB_* variables; or kb.open(kb.Settings(...))
+        base.add({"id": "note-1", "title": "Airships", "text": "The Graf Zeppelin crossed the Atlantic in 1928."})
+        answer = base.search("Which airship crossed the Atlantic?", k=3)
+        for hit in answer.hits:
+            print(hit.rank, hit.title, hit.text)
+        base.get("note-1").text, base.list(limit=20), base.delete("note-1")
+
+``KnowledgeBase`` is the one front door: the command line, the web app and the benchmarks all go through it.
+Its parts live in packages a newcomer can name from the tree: kb.documents (reading), kb.embedding,
+kb.stores (where documents live, and the index derived from them), kb.search, kb.ingestion (sync, writes,
+export and import, backup) and kb.evaluation. docs/python.md describes this API.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+from kb.errors import DocumentError, KbError, StoreProblem
+from kb.settings import Settings
+
+if TYPE_CHECKING:
+    from kb.embedding.embedder import Embedder
+    from kb.ingestion.sync import BuildReport
+    from kb.ingestion.transfer import ImportReport
+    from kb.search.pipeline import Answer
+    from kb.stores.base import Store, StoredDocument
+    from kb.stores.filters import Filters
+
+__all__ = ["open", "KnowledgeBase", "Settings", "KbError", "DocumentError", "StoreProblem"]
+
+
+def open(settings: Settings | None = None, *, serving: bool = False,  # noqa: A001 - kb.open, like io.open
+         embedder: "Embedder | None" = None) -> "KnowledgeBase":
+    """The knowledge base ``settings`` describe (KB_* variables when None). Nothing is loaded until it is used.
+
+    ``serving``: writes are embedded as a server embeds them (KB_WRITE_EMBEDDING: a worker process of lower
+    priority, or in slices that let queries pass); otherwise in whole batches, the fastest when nothing else runs.
+    """
+    return KnowledgeBase(settings or Settings.from_env(), serving=serving, embedder=embedder)
+
+
+class KnowledgeBase:
+    """Search, read and write one knowledge base; it follows writes and a new index made by other processes."""
+
+    def __init__(self, settings: Settings, serving: bool = False, embedder: "Embedder | None" = None) -> None:
+        self.settings = settings
+        self.serving = serving
+        self._embedder = embedder
+        self._searcher = None
+        self._library = None
+        self._lock = threading.RLock()  # the library asks for the searcher while it holds it
+
+    # ---- the parts, loaded on first use ---------------------------------------------------------
+
+    @property
+    def embedder(self) -> "Embedder":
+        if self._embedder is None:
+            from kb.embedding.embedder import embedder_for
+
+            self._embedder = embedder_for(self.settings)
+            self._embedder.batcher.max_batch = self.settings.query_batch
+        return self._embedder
+
+    @property
+    def searcher(self):
+        """The live searcher (kb/search/live.py); its store is opened before the model is loaded, so a missing
+        index is reported at once."""
+        with self._lock:
+            if self._searcher is None:
+                from kb.search.live import LiveSearcher
+                from kb.stores import open_store
+
+                store = open_store(self.settings, expected_model=self.settings.model)
+                self._searcher = LiveSearcher(self.embedder, self.settings, store=store)
+            return self._searcher
+
+    @property
+    def store(self) -> "Store":
+        """The live store (a new index made by another process is followed)."""
+        return self.searcher.current().store
+
+    @property
+    def library(self):
+        """The writer (kb/ingestion/writes.py): every write kept in the store's record, then indexed."""
+        with self._lock:
+            if self._library is None:
+                self._library = self._make_library()
+            return self._library
+
+    def _make_library(self):
+        from kb.embedding.prepare import prepare
+        from kb.ingestion.sync import build_index
+        from kb.ingestion.writes import Library
+        from kb.stores import store_exists
+
+        if not store_exists(self.settings):  # a first write makes the (empty) store
+            build_index(self.settings, embedder=self.embedder)
+        searcher = self.searcher
+        preparer = None
+        if not self.serving:
+            embedder = self.embedder
+            preparer = lambda documents, settings: prepare(documents, embedder, settings)  # noqa: E731
+        elif self.settings.write_embedding == "process":
+            from kb.embedding.worker import get_write_worker
+
+            preparer = get_write_worker(self.settings).prepare
+        return Library(self.settings, self.embedder, store=lambda: searcher.fresh_store(), preparer=preparer)
+
+    def warm_up(self) -> None:
+        """Load the model and the index now, and answer one question, so the first real one pays for nothing."""
+        self.searcher.current().answer("warm up", 1)
+
+    # ---- reading -----------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 5, mode: str | None = None, filters: "Filters | None" = None,
+               offset: int = 0, highlights: bool = True) -> "Answer":
+        """The ``k`` passages that best answer ``query`` after the first ``offset`` (see kb/search/pipeline.py)."""
+        from kb.stores.filters import Filters
+
+        return self.searcher.current().answer(query, k, mode, highlights=highlights, filters=filters or Filters(),
+                                              offset=offset)
+
+    def get(self, doc_id: str) -> "StoredDocument | None":
+        """A document, whole (None when there is none with this id)."""
+        return self.store.document(doc_id)
+
+    def list(self, offset: int = 0, limit: int = 20) -> tuple[int, list["StoredDocument"]]:
+        """(how many documents there are, ``limit`` of them by id from ``offset``, without their text)."""
+        return self.store.documents(offset, limit)
+
+    def counts(self) -> tuple[int, int]:
+        """(documents, passages)."""
+        return self.store.counts()
+
+    # ---- writing ----------------------------------------------------------------------------------
+
+    def add(self, record: dict[str, Any]) -> tuple[dict, "BuildReport"]:
+        """A document as JSON {id?, title, text, source?, date?, metadata?}; an existing id is replaced."""
+        return self.library.add_record(record)
+
+    def add_file(self, name: str, data: bytes) -> tuple[list[dict], "BuildReport"]:
+        """A file of a supported type (.txt .md .html .pdf .jsonl), kept as it came."""
+        return self.library.add_file(name, data)
+
+    def delete(self, doc_id: str) -> "BuildReport":
+        """Delete a document (DocumentError ``not_found`` when there is none)."""
+        return self.library.remove(doc_id)
+
+    def build(self, force: bool = False, progress: Callable | None = None) -> "BuildReport":
+        """Bring the index in line with the corpus folder (`kb build`)."""
+        from kb.ingestion.sync import build_index
+
+        report = build_index(self.settings, force=force, embedder=self._embedder, progress=progress)
+        if self._searcher is not None:
+            self._searcher.refresh()
+        return report
+
+    # ---- moving documents in and out ----------------------------------------------------------------
+
+    def export(self, out: IO[bytes], tick: Callable[[int], None] | None = None) -> int:
+        """Every document as JSON lines (kb/stores/record.py), from one consistent state; how many."""
+        from kb.stores import open_store
+        from kb.stores.record import export
+
+        store = open_store(self.settings)  # no model needed
+        try:
+            return export(store, out, tick)
+        finally:
+            store.close()
+
+    def load(self, stream: IO[bytes], tick: Callable[[int], None] | None = None) -> "ImportReport":
+        """Import `kb export`'s lines through the write path, a batch to a transaction (`kb import`)."""
+        from kb.ingestion.transfer import import_rows, read_rows
+
+        return import_rows(read_rows(stream, tick), self.library, self.settings.max_upload_mb * 2**20)
+
+    # ---- the end --------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._searcher is not None:
+            self._searcher.store.close()
+
+    def __enter__(self) -> "KnowledgeBase":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,133 @@
+"""The JSON shapes of kb's answers, as pydantic models: one home for them.
+
+The search answer and its results, a document and a page of them, what a write did, health and errors.
+`kb search --json` prints them, the HTTP API answers with them and publishes them in its OpenAPI description
+(web/openapi.py; schemathesis checks the server against it), and ``Hit`` and ``Answer`` (kb/search) produce
+their JSON through them, so the shape is declared once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, Field
+
+Mode = Literal["hybrid", "dense", "keyword"]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable, e.g. k_out_of_range.")
+    message: str = Field(description="One sentence for people.")
+
+
+class Error(BaseModel):
+    error: ErrorDetail
+
+
+class Span(BaseModel):
+    start: int
+    end: int
+
+
+class Highlight(Span):
+    score: float = Field(description="Cosine of the sentence to the question.")
+
+
+class Term(Span):
+    term: str
+
+
+class PassagePosition(BaseModel):
+    ordinal: int = Field(description="Position of the passage in its document, from 0.")
+    of: int = Field(description="Passages in the document.")
+    doc_length: int = Field(description="Characters in the document.")
+
+
+class Result(BaseModel):
+    rank: int
+    score: float = Field(description="The score results are ordered by (fused in hybrid mode).")
+    text: str
+    doc_id: str
+    passage_id: str
+    title: str
+    source: str
+    start: int = Field(description="Character offset of the passage in its document's text.")
+    end: int
+    heading: str = Field(description="The section the passage falls under: the last of headings, or empty.")
+    headings: list[str] = Field(description="The heading path above the passage, outermost first.")
+    code: list[Span] = Field(description="Code in the passage (absolute offsets), to show with its line breaks.")
+    passage: PassagePosition
+    scores: dict[str, float] = Field(description="dense (cosine), keyword (BM25) and, in hybrid mode, fused.")
+    ranks: dict[str, Optional[int]]
+    confident: bool = Field(description="Whether this passage clears KB_CONFIDENCE_THRESHOLD.")
+    highlights: list[Highlight] = Field(description="Answering sentences, absolute offsets in the document.")
+    terms: list[Term] = Field(description="Query words found, absolute offsets in the document.")
+    metadata: dict[str, Any]
+
+
+class SearchAnswer(BaseModel):
+    query: str
+    k: int
+    offset: int = Field(description="Ranked passages skipped before these results (their ranks start at offset + 1).")
+    next_offset: Optional[int] = Field(description="The offset of the next page; null when nothing is ranked after.")
+    mode: Mode
+    took_ms: float
+    confident: bool = Field(description="False when no passage answers the question: a 'no good match'.")
+    results: list[Result]
+    filters: Optional[dict[str, Any]] = None
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok; or, with status 503, loading or failed.")
+    passages: Optional[int] = None
+    documents: Optional[int] = None
+    model: Optional[str] = None
+    message: Optional[str] = None
+
+
+class DocumentBrief(BaseModel):
+    id: str
+    title: str
+    source: str
+    passages: int
+    characters: int
+    metadata: dict[str, Any]
+
+
+class DocumentFull(DocumentBrief):
+    text: str
+
+
+class DocumentList(BaseModel):
+    page: int
+    per_page: int
+    total: int
+    documents: list[DocumentBrief]
+
+
+class IndexSummary(BaseModel):
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    passages_embedded: int
+    passages: int
+
+
+class WrittenDocument(BaseModel):
+    id: str
+    title: Optional[str] = None
+    source: Optional[str] = None
+    path: Optional[str] = None
+    passages: Optional[int] = None
+
+
+class Added(BaseModel):
+    document: Optional[WrittenDocument] = None
+    documents: Optional[list[WrittenDocument]] = None
+    index: IndexSummary
+
+
+class Deleted(BaseModel):
+    deleted: str
+    index: IndexSummary
