@@ -74,8 +74,9 @@ build: install
 serve: install
 	$(BIN)/kb serve
 
+# Two pytest-xdist workers, each taking whole test files (a file's server or database stays in one worker).
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install-test
 	$(BIN)/python benchmarks/run_all.py
