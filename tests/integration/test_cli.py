@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from kb.evaluation.questions import load_questions
 from tests.conftest import SEED_QUESTIONS
@@ -115,12 +117,16 @@ def run_in_process(argv, capsys, stdin=b""):
     return Ran(code, out, err)
 
 
-def test_every_command_runs_with_every_documented_flag(tmp_path, capsys, embedder, pg_settings, monkeypatch):
+def test_every_command_runs_with_every_documented_flag(tmp_path, capsys, embedder, pg_settings, monkeypatch, request):
     """Each command of docs/cli.md with each of its flags, against a small index: exit 0, or one sentence."""
     import shutil
 
     from tests.conftest import SEED_CORPUS, free_port
 
+    # The local cluster's folder: under /tmp directly, as the server's own user must reach it (a pytest session
+    # started meanwhile resets pytest's folders to 0700).
+    local_pg = Path(tempfile.mkdtemp(prefix="kb-cli-pg-"))
+    request.addfinalizer(lambda: shutil.rmtree(local_pg, ignore_errors=True))
     sys.path.insert(0, str(SEED_CORPUS.parent / "docs"))
     from generate import commands  # docs/generate.py: what docs/cli.md documents
 
@@ -158,8 +164,8 @@ def test_every_command_runs_with_every_documented_flag(tmp_path, capsys, embedde
         (list(pg.items()), ["db", "migrate", *index]),
         (list(pg.items()), ["db", "status", *index]),
         (list(pg.items()), ["db", "reset", "--yes", *index]),
-        ([], ["db", "start-local", "--data", str(tmp_path / "pg"), "--pg-port", str(free_port()), *index]),
-        ([], ["db", "stop-local", "--data", str(tmp_path / "pg"), *index]),
+        ([], ["db", "start-local", "--data", str(local_pg / "pg"), "--pg-port", str(free_port()), *index]),
+        ([], ["db", "stop-local", "--data", str(local_pg / "pg"), *index]),
     ]
     used: dict[str, set[str]] = {}
     for env, argv in runs:
