@@ -55,6 +55,7 @@ from kb.stores.base import (
     check_dimension,
     rebuild_reason,
 )
+from kb.stores.bm25 import rank, scores_of
 from kb.stores.faiss.memory import LATEST, MemoryIndex
 from kb.stores.faiss.records import RecordDB
 from kb.stores.faiss.vectors import ann_spec
@@ -475,19 +476,18 @@ class FaissSnapshot(Snapshot):
                     found = memory.vectors.search(query_vector, depth, settings.hnsw_ef_search, settings.ivf_nprobe,
                                                   allowed)
                     pool.update((slot, None) for slot, _ in found)
-            scores = memory.keyword.scores(query_terms, size)
-            if allowed is not None:
-                masked = np.zeros_like(scores)
-                masked[allowed] = scores[allowed]
-                scores = masked
+            query = memory.keyword.query(query_terms, size)
+            average = memory.keyword.average
             if keyword:
-                pool.update((int(slot), None) for slot in _top(scores, depth) if scores[slot] > 0)
+                dead = None if memory.keyword.live == size else np.flatnonzero(~memory.keyword.alive.view()[:size])
+                ranked = rank(query, average, depth, allowed, dead)
+                pool.update((int(slot), None) for slot in ranked.keys)
             if not pool:
                 return Candidates.empty(memory.dimension)
             slots = np.fromiter(pool, dtype=np.int64)
             vectors = memory.vectors.vectors(slots).astype(np.float32, copy=False)
             keys = memory.slot_pids.view()[slots].copy()
-            keyword_scores = scores[slots]
+            keyword_scores = scores_of(query, average, slots).astype(np.float32)
         return Candidates(keys, vectors @ query_vector, keyword_scores, vectors)
 
     def _allowed(self, filters: Filters) -> np.ndarray:
