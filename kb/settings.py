@@ -71,6 +71,9 @@ class Settings:
     )
     pg_schema: str = _setting("kb", "KB_PG_SCHEMA", "KB_STORE=postgres: the PostgreSQL schema that holds kb's tables.")
     pg_pool_size: int = _setting(8, "KB_PG_POOL_SIZE", "KB_STORE=postgres: most connections in each pool (reads, writes).")
+    pg_postings_cache_mb: int = _setting(
+        256, "KB_PG_POSTINGS_CACHE_MB",
+        "KB_STORE=postgres: memory for keyword postings read from the database, kept for the next searches.")
     model: str = _setting(
         "all-MiniLM-L6-v2",
         "KB_MODEL",
@@ -220,6 +223,8 @@ class Settings:
             raise ValueError("KB_STORE=postgres needs KB_PG_DSN, the connection string of the primary")
         if self.pg_pool_size < 1:
             raise ValueError(f"KB_PG_POOL_SIZE must be at least 1, got {self.pg_pool_size}")
+        if self.pg_postings_cache_mb < 0:
+            raise ValueError(f"KB_PG_POSTINGS_CACHE_MB must be 0 or more, got {self.pg_postings_cache_mb}")
         check_schema_name(self.pg_schema)
         if self.write_embedding not in WRITE_EMBEDDINGS:
             raise ValueError(f"KB_WRITE_EMBEDDING must be one of {', '.join(WRITE_EMBEDDINGS)}, got {self.write_embedding!r}")

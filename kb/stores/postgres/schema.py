@@ -94,7 +94,8 @@ def _v2(s: str, meta: dict[str, Any]) -> list[str]:
 
 
 def generation_tables(s: str, number: int, dimension: int) -> list[str]:
-    """The derived tables of one generation (what _v1 made, and _v2 renamed into generation 1)."""
+    """The derived tables of one generation (what _v1 made and _v2 renamed into generation 1, with _v3's
+    postings)."""
     g = f"{s}.g{number}_"
     return [
         f"CREATE TABLE {g}indexed (doc_id text PRIMARY KEY, hash text NOT NULL, passages integer NOT NULL)",
@@ -102,13 +103,57 @@ def generation_tables(s: str, number: int, dimension: int) -> list[str]:
             ordinal integer NOT NULL, start_offset integer NOT NULL, end_offset integer NOT NULL, text text NOT NULL,
             heading text NOT NULL, context text NOT NULL, length real NOT NULL, terms tsvector NOT NULL)""",
         f"CREATE INDEX ON {g}passages (doc_id)",
-        f"CREATE INDEX ON {g}passages USING gin (terms)",
         f"""CREATE TABLE {g}vectors (key bigint PRIMARY KEY REFERENCES {g}passages (key) ON DELETE CASCADE,
             embedding vector({int(dimension)}) NOT NULL)""",
         f"""CREATE TABLE {g}sentences (key bigint PRIMARY KEY REFERENCES {g}passages (key) ON DELETE CASCADE,
             spans bytea NOT NULL, vectors bytea NOT NULL)""",
         f"CREATE TABLE {g}terms (term text PRIMARY KEY, df bigint NOT NULL)",
+        *postings_tables(s, number),
     ]
+
+
+def postings_tables(s: str, number: int) -> list[str]:
+    """A generation's keyword postings, in segments (kb/stores/postgres/postings.py).
+
+    A segment covers the passages whose keys lie in [lo, hi]: a write makes one, merges join neighbours. Its
+    postings are one row per term: the passage keys in order, the term's count in each and each passage's
+    length, as big-endian int8, int2 and float4 arrays (``bound``: the highest BM25 term weight among them,
+    with the average length ``reference``). ``passages`` counts those the segment held when it was made;
+    deleted ones stay in its postings until a merge.
+    """
+    g = f"{s}.g{number}_"
+    return [
+        f"""CREATE TABLE {g}segments (id bigint PRIMARY KEY, lo bigint NOT NULL, hi bigint NOT NULL,
+            passages integer NOT NULL, reference double precision NOT NULL)""",
+        f"""CREATE TABLE {g}postings (term text NOT NULL, segment bigint NOT NULL, count integer NOT NULL,
+            bound real NOT NULL, keys bytea NOT NULL, tfs bytea NOT NULL, lengths bytea NOT NULL,
+            PRIMARY KEY (term, segment))""",
+        f"CREATE INDEX ON {g}postings (segment)",
+    ]
+
+
+def _v3(s: str, meta: dict[str, Any]) -> list[Any]:
+    """Keyword search reads postings segments instead of scoring every matching passage's tsvector in SQL.
+
+    Every generation gets its postings tables, filled with one segment of all its passages; the GIN index on
+    the tsvectors goes (nothing searches them any more; they stay, as the terms a delete takes back).
+    """
+    def add_postings(conn: Any) -> None:
+        from kb.stores.postgres.postings import SEGMENT_IDS, fill_segment
+
+        conn.execute(f"CREATE SEQUENCE IF NOT EXISTS {s}.{SEGMENT_IDS}")
+        for (number,) in conn.execute(f"SELECT number FROM {s}.generations ORDER BY number").fetchall():
+            for statement in postings_tables(s, number):
+                conn.execute(statement)
+            gin = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s AND "
+                               "indexdef LIKE '%%USING gin (terms)%%'", (s, f"g{number}_passages")).fetchall()
+            for (name,) in gin:
+                conn.execute(f'DROP INDEX {s}."{name}"')
+            span = conn.execute(f"SELECT min(key), max(key) FROM {s}.g{number}_passages").fetchone()
+            if span[0] is not None:
+                fill_segment(conn, s, number, span[0], span[1])
+
+    return [add_postings]
 
 
 def generation_vector_index(s: str, number: int, hnsw_m: int) -> str:
@@ -117,9 +162,9 @@ def generation_vector_index(s: str, number: int, hnsw_m: int) -> str:
             f"(embedding vector_ip_ops) WITH (m = {int(hnsw_m)}, ef_construction = 64)")
 
 
-GENERATION_TABLES = ("indexed", "passages", "vectors", "sentences", "terms")
+GENERATION_TABLES = ("indexed", "passages", "vectors", "sentences", "terms", "segments", "postings")
 
-MIGRATIONS: list[Callable[[str, dict[str, Any]], list[str]]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[str, dict[str, Any]], list[Any]]] = [_v1, _v2, _v3]
 LATEST = len(MIGRATIONS)
 
 
@@ -153,7 +198,7 @@ def migrate(conn: Any, schema: str, meta: dict[str, Any] | None = None) -> list[
                 conn.execute(f"CREATE TABLE {schema}.schema_version (version integer PRIMARY KEY, "
                              "applied_at timestamptz NOT NULL DEFAULT now())")
             for statement in MIGRATIONS[number - 1](schema, meta or {}):
-                conn.execute(statement)
+                statement(conn) if callable(statement) else conn.execute(statement)
             if number == 1:
                 for key in ("model", "dimension", "config"):
                     conn.execute(f"INSERT INTO {schema}.meta VALUES (%s, %s)", (key, json.dumps(meta[key])))

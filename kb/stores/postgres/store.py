@@ -12,11 +12,12 @@ write lock.
 
 Dense search is pgvector's HNSW index (inner product on unit vectors) with iterative index scans
 (pgvector 0.8), so a filtered search still returns k passages whenever k match; filters that
-leave at most ``EXACT_FILTER_LIMIT`` passages are searched exactly instead. Keyword search uses
-PostgreSQL's full-text machinery: each passage's terms (kb's own stemmed words, so both stores
-index the same terms) are a ``tsvector`` with a GIN index, matched with ``@@``; the score is
-BM25, computed in SQL from the term counts in the ``tsvector`` and document frequencies and
-lengths that every write keeps exact in ``terms`` and ``stats``, so both stores score alike.
+leave at most ``EXACT_FILTER_LIMIT`` passages are searched exactly instead. Keyword search reads
+postings segments (kb/stores/postgres/postings.py: kb's own stemmed terms, so both stores index the
+same terms) and ranks them with kb/stores/bm25.py, from the document frequencies and lengths that
+every write keeps exact in ``terms`` and ``stats``, so both stores score alike. An unfiltered search
+asks for its candidates in one statement (dense keys, document frequencies, the postings rows the
+cache lacks) and for their vectors in a second.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import calendar
 import json
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +36,6 @@ import numpy as np
 
 from kb.documents.chunking import context_of
 from kb.documents.document import Document
-from kb.documents.terms import K1, B
 from kb.errors import BackupProblem, StoreMismatch, StoreMissing, StoreProblem, StoreUnavailable, StoreUnwritable
 from kb.settings import Settings, check_schema_name
 from kb.stores.base import (
@@ -50,7 +51,9 @@ from kb.stores.base import (
     rebuild_reason,
     stored_headings,
 )
+from kb.stores.bm25 import Term, idf, rank, scores_of
 from kb.stores.filters import Filters, document_date, postgres_where
+from kb.stores.postgres.postings import PostingsCache, decode, fill_segment, merge_once
 from kb.stores.postgres.schema import (
     GENERATION_TABLES,
     LATEST,
@@ -92,10 +95,6 @@ def tsvector_literal(terms: Sequence[str]) -> str:
     return " ".join(f"{_quote(term)}:{','.join(map(str, places))}" for term, places in positions.items())
 
 
-def tsquery_literal(terms: Sequence[str]) -> str:
-    return " | ".join(_quote(term) for term in dict.fromkeys(terms))
-
-
 def _quote(term: str) -> str:
     return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
 
@@ -132,6 +131,9 @@ class PostgresStore(Store):
         if self._reads is not self._writes:
             self._reads.open(wait=False)
         self._closed = False
+        self._postings = PostingsCache(settings.pg_postings_cache_mb << 20)
+        self._merging: threading.Thread | None = None
+        self._merge_wanted = threading.Event()
         try:
             self._load_meta(generation)
         except BaseException:
@@ -367,10 +369,17 @@ class PostgresStore(Store):
             raise StoreUnavailable(f"the PostgreSQL primary at {where_is(self.settings.pg_dsn)} is unreachable: "
                                    f"{_first_line(exc)}") from None
 
-    def _follow(self, conn: Any, writing: bool = False) -> Any:
+    def _follow(self, conn: Any, writing: bool = False, ef_search: int | None = None) -> Any:
         """The live generation as ``conn`` sees it; another process's re-index is followed when this store's
-        model and settings fit it (else writes and searches are refused with a sentence that says why)."""
-        row = conn.execute(self._sql.live).fetchone()
+        model and settings fit it (else writes and searches are refused with a sentence that says why). A
+        search's snapshot sets HNSW's settings in the same statement (``ef_search``)."""
+        if ef_search is None:
+            row = conn.execute(self._sql.live).fetchone()
+        else:  # a search's snapshot: its transaction begins here, in the same round trip (no parameters: one string)
+            cursor = conn.execute(self._sql.begin_search + self._sql.live_for_search.replace("%s", f"'{int(ef_search)}'"))
+            cursor.nextset()
+            row = cursor.fetchone()
+            row = row[:-2] if row is not None else None
         if row is None:
             raise StoreUnavailable(f"{self.location} has no live index: run `kb build`")
         number, model, dimension, config = row[:4]
@@ -387,6 +396,7 @@ class PostgresStore(Store):
         check_dimension(documents, self.dimension)
         if documents:
             self._write(lambda conn: self._add(conn, documents))
+            self._maybe_merge()
 
     def _add(self, conn: Any, documents: Sequence[PreparedDocument]) -> None:
         from psycopg.types.json import Jsonb
@@ -422,11 +432,42 @@ class PostgresStore(Store):
         conn.execute(q.count_new_terms, (ids,))
         length = float(sum(len(p.terms) for _, _, p in rows))
         conn.execute(q.grow_stats, (len(documents), count, length))
+        if rows:
+            fill_segment(conn, self.schema, self.generation, rows[0][0], rows[-1][0])  # keys come in order
 
     def delete(self, doc_ids: Sequence[str]) -> list[str]:
         if not doc_ids:
             return []
-        return self._write(lambda conn: self._delete(conn, list(doc_ids), bump=True))
+        deleted = self._write(lambda conn: self._delete(conn, list(doc_ids), bump=True))
+        self._maybe_merge()
+        return deleted
+
+    # ---- merging postings segments (kb/stores/postgres/postings.py) ------------------------------
+
+    def _maybe_merge(self) -> None:
+        """Merge postings segments in a thread of this store's, while any merge is due (writes go on)."""
+        if self._conn is not None or self._closed:
+            return  # inside the switch's transaction: the next write after it merges
+        self._merge_wanted.set()
+        if self._merging is None or not self._merging.is_alive():
+            self._merging = threading.Thread(target=self._merge_while_due, name="kb-merge", daemon=True)
+            self._merging.start()
+
+    def _merge_while_due(self) -> None:
+        from psycopg import IsolationLevel
+
+        try:
+            while self._merge_wanted.is_set() and not self._closed:
+                self._merge_wanted.clear()
+                while not self._closed:
+                    with self._writes.connection() as conn:
+                        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+                        with conn.transaction():
+                            merged = merge_once(conn, self.schema, self.generation)
+                    if not merged:
+                        break
+        except Exception as exc:  # noqa: BLE001 - a merge failing must never stop searches or writes
+            log.warning("merging keyword postings failed (searches and writes go on): %s", _first_line(exc))
 
     def _delete(self, conn: Any, doc_ids: list[str], bump: bool = False) -> list[str]:
         q = self._sql
@@ -598,8 +639,11 @@ class PostgresStore(Store):
         return PostgresSnapshot(self)
 
     def close(self) -> None:
+        """Waits for a merge under way (a build's last merge ends before the build does)."""
         if self._closed:
             return
+        if self._merging is not None:
+            self._merging.join()
         self._closed = True
         self._writes.close()
         if self._reads is not self._writes:
@@ -611,10 +655,10 @@ class PostgresSnapshot(Snapshot):
 
     def __init__(self, store: PostgresStore) -> None:
         import psycopg
-        from psycopg import IsolationLevel
         from psycopg_pool import PoolTimeout
 
         self.store = store
+        self._ef_search = store.settings.hnsw_ef_search
         for attempt in (1, 2):  # a connection lost since the pool checked it: one more try on a fresh one
             try:
                 self._conn = store._reads.getconn()
@@ -622,8 +666,9 @@ class PostgresSnapshot(Snapshot):
                 raise StoreUnavailable(f"{store._read_location} is unreachable (no connection within "
                                        f"{POOL_WAIT:.0f} s); nothing was changed, retry once it answers") from None
             try:
-                self._conn.isolation_level, self._conn.read_only = IsolationLevel.REPEATABLE_READ, True
-                number, _, _, _, seq, self._documents, self._passages = store._follow(self._conn)
+                self._conn.autocommit = True  # the transaction begins with the first statement, in the same round trip
+                number, _, _, _, seq, self._documents, self._passages, self._total_length = \
+                    store._follow(self._conn, ef_search=self._ef_search)
                 break
             except psycopg.OperationalError as exc:
                 store._reads.putconn(self._conn)
@@ -634,7 +679,8 @@ class PostgresSnapshot(Snapshot):
             except BaseException:
                 self.close()
                 raise
-        self.q = _statements(store.schema, int(number))
+        self._generation = int(number)
+        self.q = _statements(store.schema, self._generation)
         self.version = (store.location, int(number), int(seq))
 
     def _run(self, sql: str, parameters: Any = None, binary: bool = False) -> list[tuple]:
@@ -648,41 +694,111 @@ class PostgresSnapshot(Snapshot):
 
     def candidates(self, query_vector: np.ndarray, query_terms: Sequence[str], depth: int, dense: bool,
                    keyword: bool, filters: Filters = Filters()) -> Candidates:
-        settings, q = self.store.settings, self.q
+        q = self.q
         query_vector = np.asarray(query_vector, dtype=np.float32)
+        if not self._passages:
+            return Candidates.empty(self.store.dimension)
         where, parameters = postgres_where(filters)
+        allowed_count = self._run(q.count_allowed.format(where=where), parameters)[0][0] if filters else None
         pool: dict[int, None] = {}
-        if dense and self._passages:
-            if filters and self._run(q.count_allowed.format(where=where), parameters)[0][0] <= EXACT_FILTER_LIMIT:
+        if dense and filters:
+            if allowed_count <= EXACT_FILTER_LIMIT:
                 rows = self._run(q.exact_dense.format(where=where), [*parameters, query_vector, depth])
             else:
-                self._run("SELECT set_config('hnsw.ef_search', %s, true), "
-                          "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                          (str(min(1000, max(settings.hnsw_ef_search, depth))),))
-                sql = q.filtered_dense.format(where=where) if filters else q.dense
-                rows = self._run(sql, [*parameters, query_vector, depth] if filters else [query_vector, depth])
+                self._search_depth(depth)
+                rows = self._run(q.filtered_dense.format(where=where), [*parameters, query_vector, depth])
             pool.update((int(key), None) for key, in rows)
-        keyword_scores: dict[int, float] = {}
-        if query_terms and self._passages:
-            if keyword:
-                rows = self._run(q.keyword_top.format(where=where),
-                                 [list(query_terms), list(query_terms), tsquery_literal(query_terms), *parameters, depth])
-                keyword_scores.update((int(key), float(score)) for key, score in rows)
-                pool.update((key, None) for key in keyword_scores)
-            rest = [key for key in pool if key not in keyword_scores]
-            if rest:
-                rows = self._run(q.keyword_of, [list(query_terms), list(query_terms), tsquery_literal(query_terms), rest])
-                keyword_scores.update((int(key), float(score)) for key, score in rows)
-        if not pool:
+        unfiltered_dense = dense and not filters
+        if unfiltered_dense:
+            self._search_depth(depth)
+        terms, covered, dense_keys = self._inputs(query_terms, query_vector if unfiltered_dense else None, depth)
+        pool.update((key, None) for key in dense_keys)
+        average = self._total_length / self._passages
+        ranked_keys: list[int] = []
+        found: dict[int, Any] = {}
+        if keyword and terms and not filters:
+            # Deleted passages keep their postings until a merge: rank a few more than needed, and more again
+            # in the rare case that too many of those are deleted ones (their vectors are gone: they are not found).
+            dead = max(0, covered - self._passages)
+            spare = min(dead, depth)
+            while True:
+                ranked_keys = rank(terms, average, depth, spare=spare).keys.tolist()
+                wanted = [key for key in dict.fromkeys([*pool, *ranked_keys]) if key not in found]
+                found.update(self._run(q.vectors, (wanted,), binary=True) if wanted else [])
+                live = [key for key in ranked_keys if key in found]
+                if len(live) >= depth or spare >= dead or len(ranked_keys) < depth + spare:
+                    break
+                spare = min(dead, 4 * spare)
+            ranked_keys = live[:depth]
+        elif keyword and terms:
+            if allowed_count <= EXACT_FILTER_LIMIT:
+                allowed = np.array([key for key, in self._run(q.allowed_keys.format(where=where), parameters)],
+                                   dtype=np.int64)
+                ranked_keys = rank(terms, average, depth, allowed=allowed).keys.tolist()
+            else:
+                ranked_keys = self._filtered(rank(terms, average, None).keys.tolist(), where, parameters, depth)
+        wanted = [key for key in dict.fromkeys([*pool, *ranked_keys]) if key not in found]
+        if wanted:
+            found.update(self._run(q.vectors, (wanted,), binary=True))
+        keys = np.array([key for key in dict.fromkeys([*pool, *ranked_keys]) if key in found], dtype=np.int64)
+        if not len(keys):
             return Candidates.empty(self.store.dimension)
-        keys = np.fromiter(pool, dtype=np.int64)
-        found = dict(self._run(q.vectors, (keys.tolist(),), binary=True))  # vectors as binary: 4x faster to load
-        keep = np.array([key in found for key in keys.tolist()], dtype=bool)
-        keys = keys[keep]  # (in one snapshot nothing disappears; kept for safety)
-        vectors = np.stack([_array(found[key]) for key in keys.tolist()]) if len(keys) else \
-            np.zeros((0, self.store.dimension), np.float32)
-        scores = np.asarray([keyword_scores.get(key, 0.0) for key in keys.tolist()], dtype=np.float32)
+        vectors = np.stack([_array(found[key]) for key in keys.tolist()])
+        scores = scores_of(terms, average, keys).astype(np.float32)
         return Candidates(keys, vectors @ query_vector, scores, vectors)
+
+    def _search_depth(self, depth: int) -> None:
+        """HNSW's candidate list for this many results (the snapshot set KB_HNSW_EF_SEARCH when it began)."""
+        if depth > self._ef_search:
+            self._ef_search = min(1000, depth)
+            self._run("SELECT set_config('hnsw.ef_search', %s, true)", (str(self._ef_search),))
+
+    def _inputs(self, query_terms: Sequence[str], query_vector: np.ndarray | None,
+                depth: int) -> tuple[list[Term], int, list[int]]:
+        """In one statement: the query terms' document frequencies and postings (the rows the cache lacks), the
+        passages the segments hold (deleted ones included) and, given a vector, the dense candidates."""
+        store, q = self.store, self.q
+        distinct = sorted(set(query_terms))
+        held = store._postings.held(store.schema, self._generation, distinct)
+        sql, parameters = q.inputs, {"terms": distinct, "held": held}
+        if query_vector is not None:
+            sql, parameters = q.inputs_and_dense, {**parameters, "vector": query_vector, "depth": depth}
+        rows = self._run(sql, parameters, binary=True)
+        df: dict[str, int] = {}
+        runs: dict[str, list] = {term: [] for term in distinct}
+        covered, dense_keys = 0, []
+        for kind, term, number, bound, reference, keys, tfs, lengths in rows:
+            if kind == 0:
+                cache_key = (store.schema, self._generation, int(number), term)
+                run = store._postings.get(cache_key) if keys is None else None
+                if run is None:
+                    if keys is None:  # evicted since ``held`` was read: read it again, alone
+                        keys, tfs, lengths = self._run(q.postings_row, (term, number), binary=True)[0]
+                    run = decode(keys, tfs, lengths, bound, reference)
+                    store._postings.put(cache_key, run)
+                runs[term].append(run)
+            elif kind == 1:
+                df[term] = int(number)
+            elif kind == 2:
+                covered = int(number)
+            else:
+                dense_keys.append(int(number))
+        repeats = {term: query_terms.count(term) for term in distinct}  # a repeated query word counts each time
+        terms = [Term(repeats[term] * idf(self._passages, df[term]), runs[term]) for term in distinct
+                 if df.get(term, 0) > 0]
+        return terms, covered, dense_keys
+
+    def _filtered(self, ranked: list[int], where: str, parameters: list, depth: int) -> list[int]:
+        """The first ``depth`` of a whole keyword ranking that pass a broad filter, checked a batch at a time."""
+        kept: list[int] = []
+        batch = max(4 * depth, 1000)
+        for begin in range(0, len(ranked), batch):
+            keys = ranked[begin:begin + batch]
+            passing = {key for key, in self._run(self.q.filter_keys.format(where=where), [*parameters, keys])}
+            kept.extend(key for key in keys if key in passing)
+            if len(kept) >= depth:
+                break
+        return kept[:depth]
 
     def records(self, keys: Sequence[int]) -> list[PassageRecord]:
         if not keys:
@@ -755,6 +871,7 @@ def _configure(conn: Any) -> None:
 def _reset(conn: Any) -> None:
     """A connection back in the pool forgets a snapshot's settings (the same pool may lend it for a write)."""
     conn.isolation_level, conn.read_only = None, None  # the server's defaults (False would fail on a standby)
+    conn.autocommit = False
 
 
 @lru_cache(maxsize=64)
@@ -767,8 +884,13 @@ class _Statements:
 
     def __init__(self, s: str, n: int) -> None:
         g = f"{s}.g{n}_"
-        self.live = (f"SELECT g.number, g.model, g.dimension, g.config, st.seq, st.documents, st.passages "
-                     f"FROM {s}.generations g JOIN {s}.stats st ON st.generation = g.number WHERE g.state = 'live'")
+        self.live = (f"SELECT g.number, g.model, g.dimension, g.config, st.seq, st.documents, st.passages, "
+                     f"st.total_length FROM {s}.generations g JOIN {s}.stats st ON st.generation = g.number "
+                     "WHERE g.state = 'live'")
+        self.begin_search = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+        self.live_for_search = self.live.replace(
+            " FROM ", ", set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', "
+            "true) FROM ", 1)
         self.new_keys = f"SELECT nextval('{s}.passage_keys') FROM generate_series(1, %s)"
         self.copy_documents = (f"COPY {s}.documents (id, title, source, date, metadata, hash, text, path, length, "
                                "original, updated_at) FROM STDIN")
@@ -810,25 +932,25 @@ class _Statements:
         self.count_allowed = f"SELECT count(*) FROM {g}passages p JOIN {s}.documents d ON d.id = p.doc_id WHERE {{where}}"
         self.exact_dense = (f"WITH allowed AS MATERIALIZED (SELECT v.key, v.embedding {allowed} WHERE {{where}}) "
                             "SELECT key FROM allowed ORDER BY embedding <#> %s, key LIMIT %s")
-        self.dense = f"SELECT key FROM {g}vectors ORDER BY embedding <#> %s LIMIT %s"
         self.filtered_dense = f"SELECT v.key {allowed} WHERE {{where}} ORDER BY v.embedding <#> %s LIMIT %s"
-        # BM25 (Lucene's): idf = ln(1 + (N - df + 0.5) / (df + 0.5)); a repeated query word counts each time.
-        # A passage's term counts are read from its tsvector after setweight/ts_filter keep only the query's
-        # lexemes (unnesting the whole tsvector cost 70 ms a Cranfield query, almost all of it here).
-        bm25 = f"""
-            WITH q AS (SELECT term, count(*) AS n FROM unnest(%s::text[]) AS term GROUP BY term),
-                 st AS (SELECT passages, total_length / greatest(passages, 1) AS average FROM {s}.stats
-                        WHERE generation = {n}),
-                 w AS (SELECT q.term, q.n * ln(1 + (st.passages - t.df + 0.5) / (t.df + 0.5)) AS idf
-                       FROM q JOIN {g}terms t ON t.term = q.term, st WHERE t.df > 0)
-            SELECT p.key, sum(w.idf * x.tf / (x.tf + {K1} * (1 - {B} + {B} * p.length / st.average))) AS score
-            FROM {g}passages p JOIN {s}.documents d ON d.id = p.doc_id CROSS JOIN st
-            CROSS JOIN LATERAL (SELECT u.lexeme, cardinality(u.positions)::float8 AS tf
-                                FROM unnest(ts_filter(setweight(p.terms, 'A', %s::text[]), '{{{{a}}}}')) u) x
-            JOIN w ON w.term = x.lexeme
-            WHERE p.terms @@ %s::tsquery AND {{where}} GROUP BY p.key"""
-        self.keyword_top = bm25 + " ORDER BY score DESC, p.key LIMIT %s"
-        self.keyword_of = bm25.format(where="p.key = ANY(%s)")
+        self.allowed_keys = f"SELECT p.key FROM {g}passages p JOIN {s}.documents d ON d.id = p.doc_id WHERE {{where}}"
+        self.filter_keys = (f"SELECT p.key FROM {g}passages p JOIN {s}.documents d ON d.id = p.doc_id "
+                            "WHERE {where} AND p.key = ANY(%s)")
+        # What a search needs before it ranks, in one statement (kind: 0 a postings row, its arrays left out when
+        # the cache holds them; 1 a document frequency; 2 the passages the segments hold; 3 a dense candidate).
+        self.inputs = f"""
+            SELECT 0 AS kind, po.term, po.segment, po.bound::float8, sg.reference,
+                   CASE WHEN held THEN NULL ELSE po.keys END, CASE WHEN held THEN NULL ELSE po.tfs END,
+                   CASE WHEN held THEN NULL ELSE po.lengths END
+            FROM {g}postings po JOIN {g}segments sg ON sg.id = po.segment,
+                 LATERAL (SELECT po.term || ':' || po.segment = ANY(%(held)s::text[]) AS held) h
+            WHERE po.term = ANY(%(terms)s::text[])
+            UNION ALL SELECT 1, term, df, NULL, NULL, NULL, NULL, NULL FROM {g}terms WHERE term = ANY(%(terms)s::text[])
+            UNION ALL SELECT 2, NULL, coalesce(sum(passages), 0), NULL, NULL, NULL, NULL, NULL FROM {g}segments"""
+        self.inputs_and_dense = self.inputs + f"""
+            UNION ALL (SELECT 3, NULL, key, NULL, NULL, NULL, NULL, NULL FROM {g}vectors
+                       ORDER BY embedding <#> %(vector)s LIMIT %(depth)s)"""
+        self.postings_row = f"SELECT keys, tfs, lengths FROM {g}postings WHERE term = %s AND segment = %s"
         self.vectors = f"SELECT key, embedding FROM {g}vectors WHERE key = ANY(%s)"
         self.records = f"""
             SELECT p.key, p.passage_id, p.doc_id, p.ordinal, p.start_offset, p.end_offset, p.text, p.heading, d.title,
