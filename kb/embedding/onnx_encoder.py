@@ -33,8 +33,11 @@ class OnnxEncoder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
-        # ONNX Runtime's threads spin briefly after each call (its default): a query that comes after an idle
-        # moment took p50 10.6 ms with spinning against 14.0 ms without (benchmarks/README.md).
+        # ONNX Runtime's threads spin while a call runs (its default): a query that comes after an idle moment took
+        # p50 10.6 ms with spinning against 14.0 ms without (benchmarks/README.md). They stop when the call
+        # returns (session.force_spinning_stop): left spinning between calls, back-to-back searches kept both
+        # cores busy and starved the write worker (a write took 825 ms instead of 31).
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
 
     def tokenize(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[Any]]:
