@@ -18,7 +18,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 from serving import percentile  # noqa: E402
-from writes import CRANFIELD, make_store, note, request, start  # noqa: E402
+from writes import CRANFIELD, make_store, note, request, servers_on, start  # noqa: E402
 
 from kb.embedding.embedder import embedder_for  # noqa: E402
 from kb.embedding.prepare import prepare  # noqa: E402
@@ -51,11 +50,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kb-write-cost-"))
-    tree = work / "ref"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), args.ref], check=True,
-                   capture_output=True)
-    servers = []
-    try:
+    with servers_on(args.ref, work) as (servers, tree):
         settings = Settings.from_env()
         collection = load_cranfield(CRANFIELD)
         prepared = prepare(collection.documents, embedder_for(settings), settings)
@@ -86,12 +81,6 @@ def main() -> None:
             print(f"| {label} | {statistics.median(values):.1f} | {percentile(values, 0.95):.1f} | {len(values)} |")
         here_p50, old_p50 = (statistics.median(values) for values in times.values())
         print(f"\nthis checkout / {args.ref}: {here_p50 / old_p50:.2f}x at p50 (the bound is 1.5x)")
-    finally:
-        for process in servers:
-            process.terminate()
-            process.wait(timeout=60)
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

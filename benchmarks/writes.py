@@ -22,6 +22,7 @@ documents, in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -52,36 +53,65 @@ CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
 KEY = "bench-key"
 
 
-def make_store(folder: Path, size: int, prepared: list[PreparedDocument],
-               passages_of: Callable[[PreparedDocument, int], list] | None = None) -> int:
-    """A store of about ``size`` passages: the prepared Cranfield documents repeated under new ids
-    (``passages_of(document, copy)`` may give each copy passages of its own, e.g. moved vectors)."""
-    settings = Settings.from_env(index_dir=folder, corpus_dir=folder / "corpus")
-    (folder / "corpus").mkdir(parents=True, exist_ok=True)
-    embedder = embedder_for(settings)
-    store = FaissStore.create(folder, settings, settings.model, embedder.dimension, build_config(settings))
-    passages, copy, batch = 0, 0, []
+def copies(size: int, prepared: list[PreparedDocument],
+           passages_of: Callable[[PreparedDocument, int], list] | None = None, batch: int = 500):
+    """About ``size`` passages: the prepared Cranfield documents repeated under new ids, ``batch`` documents at a
+    time (``passages_of(document, copy)`` may give each copy passages of its own, e.g. moved vectors)."""
+    passages, copy, out = 0, 0, []
     while passages < size:
         for item in prepared:
             if passages >= size:
                 break
             d = item.document
-            batch.append(PreparedDocument(StoredDocument(f"c{copy}-{d.id}", d.title, d.source, d.hash, d.text,
-                                                         d.passages, d.metadata, ""),
-                                          passages_of(item, copy) if passages_of else item.passages))
+            out.append(PreparedDocument(StoredDocument(f"c{copy}-{d.id}", d.title, d.source, d.hash, d.text,
+                                                       d.passages, d.metadata, ""),
+                                        passages_of(item, copy) if passages_of else item.passages))
             passages += len(item.passages)
-            if len(batch) >= 500:
-                store.db.write(batch, [])
-                batch = []
+            if len(out) >= batch:
+                yield out
+                out = []
         copy += 1
-    if batch:
+    if out:
+        yield out
+
+
+def make_store(folder: Path, size: int, prepared: list[PreparedDocument],
+               passages_of: Callable[[PreparedDocument, int], list] | None = None) -> int:
+    """A FAISS store of about ``size`` passages (``copies``); how many it holds."""
+    settings = Settings.from_env(index_dir=folder, corpus_dir=folder / "corpus")
+    (folder / "corpus").mkdir(parents=True, exist_ok=True)
+    embedder = embedder_for(settings)
+    store = FaissStore.create(folder, settings, settings.model, embedder.dimension, build_config(settings))
+    passages = 0
+    for batch in copies(size, prepared, passages_of):
         store.db.write(batch, [])
+        passages += sum(len(item.passages) for item in batch)
     store.close()
     store = FaissStore(store.folder, settings)  # builds the in-memory indexes (HNSW above the threshold)
     store.checkpoint()
     store.make_current()
     store.close()
     return passages
+
+
+@contextlib.contextmanager
+def servers_on(ref: str | None, work: Path):
+    """A list to put started server processes in, and (with ``ref``) a git worktree of that commit in
+    ``work``/ref; afterwards the servers are stopped, the worktree removed and ``work`` deleted."""
+    tree = work / "ref"
+    if ref:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref], check=True,
+                       capture_output=True)
+    processes: list[subprocess.Popen] = []
+    try:
+        yield processes, tree
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=60)
+        if ref:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def start(folder: Path, extra: dict | None = None) -> tuple[subprocess.Popen, int]:
