@@ -72,7 +72,7 @@ class Settings:
     pg_schema: str = _setting("kb", "KB_PG_SCHEMA", "KB_STORE=postgres: the PostgreSQL schema that holds kb's tables.")
     pg_pool_size: int = _setting(8, "KB_PG_POOL_SIZE", "KB_STORE=postgres: most connections in each pool (reads, writes).")
     pg_postings_cache_mb: int = _setting(
-        256, "KB_PG_POSTINGS_CACHE_MB",
+        1024, "KB_PG_POSTINGS_CACHE_MB",
         "KB_STORE=postgres: memory for keyword postings read from the database, kept for the next searches.")
     model: str = _setting(
         "all-MiniLM-L6-v2",
