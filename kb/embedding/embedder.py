@@ -147,6 +147,7 @@ class Embedder:
         self.onnx = None  # the OnnxEncoder when one runs this model's queries
         self._lock = ModelLock()
         self._cache_lock = threading.Lock()
+        self._writes = 0  # writes under way in this process: queries leave them a core meanwhile (``writing``)
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.batcher = MicroBatcher(lambda texts: self.encode(texts, batch_size=len(texts)))
         if encoder == "torch" or not self._set_up_onnx(cache):
@@ -274,10 +275,29 @@ class Embedder:
             for begin in range(0, len(texts), batch_size):
                 idx = order[begin : begin + batch_size]
                 batch = [texts[i] for i in idx]
-                out[idx] = self.onnx.encode(batch) if self.onnx is not None else self._torch_encode(batch, batch_size)
+                if self.onnx is not None:
+                    out[idx] = self.onnx.encode(batch, narrow=self._writes > 0)
+                else:
+                    out[idx] = self._torch_encode(batch, batch_size)
                 if progress:
                     progress(len(idx))
         return out
+
+    @contextlib.contextmanager
+    def writing(self):
+        """While a write is under way (its passages embedded by the write worker, then stored), queries on ONNX
+        Runtime run on one thread, so that a client searching back to back does not keep every core and starve
+        the write, which runs at lower priority (issue 24: a write took a p50 of 188 ms under back-to-back
+        searches with both threads, benchmarks/README.md). Searches still go first; they only stop taking all."""
+        if self.onnx is not None:
+            self.onnx.narrow()  # made here, on the writer's time, never on a query's
+        with self._cache_lock:
+            self._writes += 1
+        try:
+            yield
+        finally:
+            with self._cache_lock:
+                self._writes -= 1
 
     def _torch_encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         with self._arithmetic(len(texts)):

@@ -32,6 +32,7 @@ from kb.stores.base import PreparedDocument
 log = logging.getLogger(__name__)
 
 NICENESS = 10  # how much lower the worker's priority is than the server's
+SMALL_WRITE = 20_000  # characters: a write this small is embedded on one thread (``threads_for``)
 _HEADER = struct.Struct("!Q")
 
 
@@ -155,12 +156,27 @@ def main() -> None:
         except EOFError:
             return
         try:
+            if not embedder.batches_on_onnx:
+                import torch
+
+                torch.set_num_threads(threads_for(documents))
             send(replies, ("done", prepare(documents, embedder, settings)))
         except Exception as exc:  # a bug or a bad document: the server's request gets it, the worker goes on
             try:
                 send(replies, ("error", exc))
             except Exception:  # an exception that does not pickle
                 send(replies, ("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def threads_for(documents: Sequence[Document]) -> int:
+    """torch's threads for embedding a write: one for a small write, every core for a large one.
+
+    torch's threads (OpenMP) meet at a barrier after each operation, so a pass is as slow as its slowest
+    thread. At ``nice`` +10, the thread that shares a core with a busy server waits most, and with one client
+    searching back to back a one-passage write took a p50 of 127 ms on two threads against 32 ms on one
+    (benchmarks/README.md, issue 24). A small write loses little on one thread when the machine is idle;
+    a large upload keeps every core, for its throughput."""
+    return 1 if sum(len(d.text) for d in documents) <= SMALL_WRITE else (os.cpu_count() or 1)
 
 
 def _follow(server: int) -> None:

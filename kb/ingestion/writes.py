@@ -10,6 +10,7 @@ writing clients do not serialize into four updates. While a write embeds, querie
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -165,6 +166,11 @@ class Library:
 
         Each document is kept in the store's record first (a file written durably, on the FAISS store), then
         indexed; if indexing fails, the record is rolled back, so a refused write leaves nothing behind."""
+        writing = getattr(self.embedder, "writing", contextlib.nullcontext)
+        with writing():
+            return self._write_group_now(group)
+
+    def _write_group_now(self, group: Sequence[list[Document]]) -> list[BuildReport]:
         store = self._store()
         latest: dict[str, Document] = {}  # the last write of an id in the group wins, whole
         for documents in group:

@@ -123,3 +123,19 @@ def test_a_server_process_answering_from_the_export_never_imports_torch(cache, o
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["True", "False", "False"]
+
+
+def test_queries_during_a_write_run_on_one_thread_and_give_the_same_vectors(onnx_embedder):
+    question = seed_questions()[3]
+    wide = onnx_embedder.encode([question])
+    calls = []
+    with onnx_embedder.writing():
+        session = onnx_embedder.onnx.narrow()
+        run = session.run
+        session.run = lambda *args: calls.append(1) or run(*args)
+        narrow = onnx_embedder.encode([question + " "])  # not from the query cache
+    assert session is not onnx_embedder.onnx.session and calls == [1]
+    assert session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_allclose(narrow, wide, atol=1e-5)
+    onnx_embedder.encode([question + "  "])
+    assert calls == [1]  # back on every thread once the write is done
