@@ -61,7 +61,7 @@ def main() -> None:
         versions = {"this checkout": (here, None), f"kb at {args.ref}": (work / "old", tree)}
         ports = {}
         for label, (folder, code) in versions.items():
-            process, port = start(folder, {"PYTHONPATH": str(code)} if code else {})
+            process, port = start(folder, code=code)
             servers.append(process)
             for n in range(3):  # the write worker loads its model on the first write
                 assert request(port, "POST", "/api/documents", note(n, "warm"))[0] == 201

@@ -102,6 +102,9 @@ def servers_on(ref: str | None, work: Path):
     if ref:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref], check=True,
                        capture_output=True)
+        where = subprocess.run([sys.executable, "-c", "import kb; print(list(kb.__path__)[0])"], cwd=tree, text=True,
+                               env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, check=True).stdout
+        assert where.startswith(str(tree)), f"the kb at {ref} would not be the one imported: {where}"
     processes: list[subprocess.Popen] = []
     try:
         yield processes, tree
@@ -114,12 +117,16 @@ def servers_on(ref: str | None, work: Path):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def start(folder: Path, extra: dict | None = None) -> tuple[subprocess.Popen, int]:
+def start(folder: Path, extra: dict | None = None, code: Path | None = None) -> tuple[subprocess.Popen, int]:
+    """A `kb serve` over ``folder``; with ``code``, the kb of that checkout (a worktree), run from there: on
+    PYTHONPATH alone, `python -m` would still import this checkout's kb from the working directory."""
     port = free_port()
     env = {**os.environ, "KB_INDEX_DIR": str(folder), "KB_CORPUS_DIR": str(folder / "corpus"), "KB_PORT": str(port),
            "KB_API_KEY": KEY, "KB_WRITE_RATE_LIMIT": "off", "HF_HUB_OFFLINE": "1", **(extra or {})}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     process = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, cwd=str(code or REPO))
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         try:

@@ -116,7 +116,7 @@ def main() -> None:
         versions = {"this checkout": (here, None), f"kb at {args.ref}": (work / "old", tree)}
         ports = {}
         for label, (folder, code) in versions.items():
-            process, port = start(folder, {"PYTHONPATH": str(code)} if code else {})
+            process, port = start(folder, code=code)
             servers.append(process)
             assert request(port, "POST", "/api/documents", note(0, "warm"))[0] == 201  # the write worker loads
             ports[label] = port
@@ -124,8 +124,8 @@ def main() -> None:
         results = {label: {"busy": [], "busy_rate": [], "paced": [], "paced_rate": [], "idle": [], "stream": [],
                            "quiet": []} for label in versions}
         for round_ in range(args.rounds):
-            for label, port in ports.items():
-                r, tag = results[label], f"r{round_}{label[:4]}"
+            for number, (label, port) in enumerate(ports.items()):
+                r, tag = results[label], f"r{round_}v{number}"  # a document id: no spaces
                 written, rate = writes_while_searching(port, questions, args.writes, 0.0, f"{tag}-busy")
                 r["busy"] += written
                 r["busy_rate"].append(rate)
