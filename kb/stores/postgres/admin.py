@@ -18,7 +18,7 @@ from kb.stores.postgres.store import where_is
 def start_local(data: Path, port: int) -> tuple[LocalCluster, str]:
     """A local PostgreSQL with pgvector in ``data`` on 127.0.0.1:``port``, made and started when it is not."""
     cluster = LocalCluster(data, port).ensure_running()
-    return cluster, f"PostgreSQL with pgvector in {cluster.data}, listening on 127.0.0.1:{port}"
+    return cluster, f"PostgreSQL with pgvector in {cluster.data}, listening on 127.0.0.1:{cluster.port}"
 
 
 def stop_local(data: Path, port: int) -> str:

@@ -125,6 +125,8 @@ class LocalCluster:
             self.init()
         if not self.running:
             self.start()
+        else:  # already up, perhaps on another port (a process before this one started it): use that one
+            self.port = int((self.data / "postmaster.pid").read_text().splitlines()[3])
         return self
 
     def standby(self, data: Path, port: int) -> "LocalCluster":

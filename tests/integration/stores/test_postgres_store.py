@@ -172,3 +172,23 @@ def test_documents_with_every_kind_of_metadata_round_trip(pg_settings, embedder)
         record = snapshot.records(found.keys.tolist())[0]
     assert text[record.start:record.end] == record.text and found.keyword[0] > 0
     store.close()
+
+
+def test_a_search_right_after_the_servers_connections_were_lost_still_answers(seed_pg, embedder, pg_cluster):
+    store = PostgresStore.open(seed_pg)
+    searcher = LiveSearcher(embedder, seed_pg)
+    question = load_questions(SEED_QUESTIONS, split="test")[0].q
+    expected = [h.passage_id for h in searcher.current().answer(question, 5).hits]
+    with store.snapshot() as snapshot:  # two connections in the pool, both returned just now (no check on lending)
+        with store.snapshot() as other:
+            assert snapshot.counts() == other.counts()
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as admin:  # what a restart of the server does to them
+        ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                              "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                              "AND backend_type = 'client backend'").fetchone()[0]
+    assert ended >= 2
+    with store.snapshot() as snapshot:  # the first lent is dead: the pool is checked and the search goes on
+        assert snapshot.counts()[1] > 0
+    assert [h.passage_id for h in searcher.current().answer(question + "?", 5).hits] == expected
+    store.close()
+    searcher.store.close()
