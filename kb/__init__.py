@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from kb.embedding.embedder import Embedder
     from kb.ingestion.sync import BuildReport
     from kb.ingestion.transfer import ImportReport
+    from kb.ingestion.watch import FolderWatch
     from kb.search.pipeline import Answer
     from kb.stores.base import Store, StoredDocument
     from kb.stores.filters import Filters
@@ -54,6 +55,7 @@ class KnowledgeBase:
         self._searcher = None
         self._library = None
         self._lock = threading.RLock()  # the library asks for the searcher while it holds it
+        self.watching: "FolderWatch | None" = None
 
     # ---- the parts, loaded on first use ---------------------------------------------------------
 
@@ -160,6 +162,25 @@ class KnowledgeBase:
             self._searcher.refresh()
         return report
 
+    def watch(self) -> "FolderWatch":
+        """Keep the index in step with the corpus folder from now on (kb/ingestion/watch.py), unless KB_WATCH=off,
+        another process watches this store, or the index holds another folder's documents (`kb build` switches)."""
+        from kb.ingestion.sync import build_index
+        from kb.ingestion.watch import FolderWatch
+        from kb.stores import store_class
+
+        def sync(**options: Any) -> "BuildReport":
+            report = build_index(self.settings, embedder=self.embedder, live=self.searcher.fresh_store(), **options)
+            if report.written and self._searcher is not None:
+                self._searcher.refresh()
+            return report
+
+        kind = store_class(self.settings)
+        self.watching = FolderWatch(self.settings, sync, claim=lambda: kind.watch_claim(self.settings),
+                                    owner=lambda: self.store.corpus)
+        self.watching.start()
+        return self.watching
+
     # ---- moving documents in and out ----------------------------------------------------------------
 
     def export(self, out: IO[bytes], tick: Callable[[int], None] | None = None) -> int:
@@ -182,6 +203,8 @@ class KnowledgeBase:
     # ---- the end --------------------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self.watching is not None:
+            self.watching.stop()
         if self._searcher is not None:
             self._searcher.store.close()
 

@@ -44,6 +44,7 @@ def configure_logging(verbose: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("kb.requests").setLevel(logging.INFO)
+    logging.getLogger("kb.ingestion.watch").setLevel(logging.INFO)  # what the folder watch did, and what it skipped
     # psycopg_pool warns at every failed reconnection attempt (several a second while a database is down);
     # kb says it once, in the error that answers the request or stops the command.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

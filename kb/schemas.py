@@ -77,12 +77,26 @@ class SearchAnswer(BaseModel):
     filters: Optional[dict[str, Any]] = None
 
 
+class SyncState(BaseModel):
+    mode: str = Field(description="The folder watch: on (events), poll, off, or elsewhere (another process "
+                                  "watches this store).")
+    pending: Optional[int] = Field(None, description="Files changed and not yet in the index.")
+    syncing: Optional[bool] = None
+    done: Optional[int] = Field(None, description="Passages embedded so far by the sync under way.")
+    total: Optional[int] = Field(None, description="Passages that sync embeds.")
+    syncs: Optional[int] = None
+    last_sync: Optional[str] = Field(None, description="When the last sync ended (UTC, ISO 8601).")
+    last_error: Optional[str] = Field(None, description="Why the last sync failed; null once one succeeds.")
+    last_report: Optional[str] = None
+
+
 class Health(BaseModel):
     status: str = Field(description="ok; or, with status 503, loading or failed.")
     passages: Optional[int] = None
     documents: Optional[int] = None
     model: Optional[str] = None
     message: Optional[str] = None
+    sync: Optional[SyncState] = Field(None, description="How the index keeps in step with the corpus folder.")
 
 
 class DocumentBrief(BaseModel):

@@ -20,6 +20,7 @@ ENCODERS = ("auto", "torch", "onnx")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 WRITE_EMBEDDINGS = ("process", "inline")
 STORES = ("faiss", "postgres")
+WATCH_MODES = ("on", "off", "poll")
 SENTENCE_FORMATS = ("float16", "int8")  # how sentence vectors are packed (kb/stores/sentence_vectors.py)
 PG_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,50}$")  # room for kb's own suffixes within PostgreSQL's 63
 
@@ -143,6 +144,23 @@ class Settings:
         "Where `kb serve` embeds API writes: process (a worker process of lower CPU priority, so searches never wait "
         "for an upload) or inline (in the server, one small slice at a time, queries first).",
     )
+    watch: str = _setting(
+        "on", "KB_WATCH",
+        "Whether `kb serve` keeps the index in step with the corpus folder while it serves: on (file system events, "
+        "inotify on Linux), poll (look every KB_WATCH_POLL_SECONDS, for network mounts and containers where events "
+        "do not arrive) or off (only at start and on `kb build`).",
+    )
+    watch_poll_seconds: float = _setting(1.0, "KB_WATCH_POLL_SECONDS", "KB_WATCH=poll: seconds between looks at the folder.")
+    watch_rescan_seconds: float = _setting(
+        300.0, "KB_WATCH_RESCAN_SECONDS",
+        "Seconds between full rescans of the corpus folder by size and modification time, which repair any change "
+        "whose event was lost (an overflowing inotify queue); 0: never.",
+    )
+    watch_settle_seconds: float = _setting(
+        0.5, "KB_WATCH_SETTLE_SECONDS",
+        "A file changed more recently than this is left until it has been quiet that long (a file still being "
+        "copied is read once, whole).",
+    )
     sentence_vectors: str = _setting(
         "float16", "KB_SENTENCE_VECTORS",
         "How sentence vectors (for highlights) are stored: float16, or int8 (half the bytes; see benchmarks/README.md for "
@@ -236,6 +254,12 @@ class Settings:
             raise ValueError(f"KB_SENTENCE_VECTORS must be one of {', '.join(SENTENCE_FORMATS)}, got {self.sentence_vectors!r}")
         if self.batch_size < 1:
             raise ValueError(f"KB_BATCH_SIZE must be at least 1, got {self.batch_size}")
+        if self.watch not in WATCH_MODES:
+            raise ValueError(f"KB_WATCH must be one of {', '.join(WATCH_MODES)}, got {self.watch!r}")
+        if self.watch_poll_seconds <= 0:
+            raise ValueError(f"KB_WATCH_POLL_SECONDS must be more than 0, got {self.watch_poll_seconds}")
+        if self.watch_rescan_seconds < 0 or self.watch_settle_seconds < 0:
+            raise ValueError("KB_WATCH_RESCAN_SECONDS and KB_WATCH_SETTLE_SECONDS must not be negative")
         return self
 
     @property

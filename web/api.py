@@ -52,4 +52,6 @@ def health():
     except ApiError as exc:
         return jsonify({"status": exc.code, "message": exc.message}), 503
     documents, passages = base.counts()
-    return jsonify({"status": "ok", "passages": passages, "documents": documents, "model": base.settings.model})
+    sync = base.watching.state.json() if base.watching is not None else {"mode": "off"}
+    return jsonify({"status": "ok", "passages": passages, "documents": documents, "model": base.settings.model,
+                    "sync": sync})

@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
 
 
 def create_app(settings: Settings | None = None, base: kb.KnowledgeBase | None = None, background: bool = False,
-               prepare: Callable[[], None] | None = None) -> Flask:
+               prepare: Callable[[], None] | None = None, watch: bool = False) -> Flask:
     """Build the app over ``base`` (kb's front door), or over the knowledge base ``settings`` describe.
 
     With ``background``, the model and index load in a thread and the app answers 503 until
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, base: kb.KnowledgeBase | None =
         app.extensions["kb"] = base
     elif background:
         app.extensions["kb"] = Loading()
-        threading.Thread(target=_load, args=(app, settings, prepare), name="kb-load", daemon=True).start()
+        threading.Thread(target=_load, args=(app, settings, prepare, watch), name="kb-load", daemon=True).start()
     else:
         app.extensions["kb"] = kb.open(settings, serving=True)
         app.extensions["kb"].warm_up()
@@ -95,7 +95,7 @@ def _limit_rates(app: Flask, settings: Settings) -> None:
     app.extensions["kb_limiter"] = limiter
 
 
-def _load(app: Flask, settings: Settings, prepare: Callable[[], None] | None = None) -> None:
+def _load(app: Flask, settings: Settings, prepare: Callable[[], None] | None = None, watch: bool = False) -> None:
     try:
         if prepare is not None:
             prepare()
@@ -103,6 +103,8 @@ def _load(app: Flask, settings: Settings, prepare: Callable[[], None] | None = N
         base.warm_up()  # the first real question should not pay for lazy set-up
         app.extensions["kb"] = base
         log.info("ready")
+        if watch:
+            base.watch()
     except Exception as exc:  # reported by /api/health rather than lost in a thread (kb serve prints it and stops)
         log.info("could not load: %s", exc)
         app.extensions["kb"].error = str(exc)

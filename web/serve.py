@@ -53,12 +53,21 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
     # Where the corpus folder is the store's record, the server brings the index in line with it first; a
     # database store is shared by stateless servers, and `kb build`, run from one place, syncs a folder into it.
     app = create_app(settings, background=True,
-                     prepare=bring_in_line if store_class(settings).record_is_corpus_folder else None)
+                     prepare=bring_in_line if store_class(settings).record_is_corpus_folder else None, watch=True)
     # Headers up to 2 MiB reach the app, so an over-long query gets kb's own JSON error, not waitress's page.
     server = create_server(app, host=settings.host, port=settings.port, threads=args.threads, ident="kb",
                            max_request_header_size=2 * 1024 * 1024,
                            max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
-    http = threading.Thread(target=server.run, name="waitress", daemon=True)
+    closing = threading.Event()
+
+    def run_http() -> None:
+        try:
+            server.run()
+        except OSError:  # its sockets closed under its select() as the server stops: nothing to say
+            if not closing.is_set():
+                raise
+
+    http = threading.Thread(target=run_http, name="waitress", daemon=True)
     http.start()
     print(f"kb: serving http://{settings.host}:{settings.port}/ (Ctrl+C to stop)", file=sys.stderr, flush=True)
 
@@ -80,7 +89,11 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        closing.set()
         server.close()
+        base = app.extensions["kb"]
+        if getattr(base, "watching", None) is not None:
+            base.watching.stop()
     if failed() is not None:  # nothing to serve, ever: say why in one line and stop
         print(f"kb: {failed()}", file=sys.stderr)
         return EXIT_FAILED

@@ -29,6 +29,7 @@ log = logging.getLogger("kb.embedding.embedder")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BFLOAT16_MIN_TEXTS = 8  # smaller calls run in float32 (see Embedder._arithmetic)
+SMALL_ON_ONNX = 32  # passages: a call this small runs on the query engine, ONNX Runtime, when torch is not loaded
 QUERY_CACHE_SIZE = 4096  # query vectors kept (1.5 KiB each for a 384-dimension model)
 _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 
@@ -235,6 +236,14 @@ class Embedder:
     def batches_on_onnx(self) -> bool:
         return batch_engine(self.encoder) == "onnx" and self.onnx is not None
 
+    def _passages_on_onnx(self, texts: int) -> bool:
+        """Batches go to torch under KB_ENCODER=auto (faster at batches), except a few passages while torch is not
+        loaded: a server's folder watch embeds a saved note on the engine its queries keep warm, where loading
+        torch first took 7.8 s. The vectors agree across engines (tests/integration/embedding/test_encoders.py)."""
+        if self.batches_on_onnx:
+            return True
+        return self.onnx is not None and self.encoder == "auto" and self._torch_model is None and texts <= SMALL_ON_ONNX
+
     def _arithmetic(self, texts: int) -> contextlib.AbstractContextManager:
         """The autocast context for a torch call that embeds this many texts (autocast state is per thread).
 
@@ -242,6 +251,7 @@ class Embedder:
         doubles the cost of a single query (measured 15 ms against 7 ms), so calls with fewer
         than BFLOAT16_MIN_TEXTS texts stay in float32.
         """
+        self.model  # torch loaded (precision is resolved with it): a server's first batch may be the one that loads it
         if self.precision == "bfloat16" and texts >= BFLOAT16_MIN_TEXTS:
             import torch
 
@@ -254,6 +264,10 @@ class Embedder:
         return self.max_seq_length - 2
 
     def count_tokens(self, text: str) -> int:
+        """Word pieces in ``text``; by the exported tokenizer while torch is not loaded, so that chunking a saved note
+        in a server does not load torch (the counts agree: tests/integration/embedding/test_encoders.py)."""
+        if self._torch_model is None and self.onnx is not None:
+            return self.onnx.count_tokens(text)
         return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def encode(
@@ -324,7 +338,7 @@ class Embedder:
         span_vectors: list[np.ndarray] = [np.zeros((0, self.dimension), dtype=np.float32)] * len(texts)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         step = min(batch_size, slice_size or batch_size)
-        forward = self._onnx_forward if self.batches_on_onnx else self._torch_forward
+        forward = self._onnx_forward if self._passages_on_onnx(len(texts)) else self._torch_forward
         for begin in range(0, len(texts), step):
             idx = order[begin : begin + step]
             with self._lock.bulk():

@@ -29,6 +29,7 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.max_seq_length)
         self.tokenizer.enable_padding(pad_id=int(manifest["pad_id"]), pad_token=str(manifest["pad_token"]))
+        self._counter = Tokenizer.from_file(str(folder / "tokenizer.json"))  # neither truncated nor padded
         self.threads = threads or os.cpu_count() or 1
         self.session = self._session(self.threads)
         self._narrow: Any = None
@@ -57,6 +58,10 @@ class OnnxEncoder:
             if self._narrow is None:
                 self._narrow = self._session(1)
             return self._narrow
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces in ``text``, without the model's special tokens (as the model's own tokenizer counts them)."""
+        return len(self._counter.encode(text.lower() if self.lower_case else text, add_special_tokens=False).ids)
 
     def tokenize(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[Any]]:
         """The model's inputs for these texts (padded to the longest), and each text's encoding (for offsets)."""

@@ -43,6 +43,7 @@ class BuildReport:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # files changed within the settle time: left for a later sync
     passages_embedded: int = 0
     passages: int = 0
     documents: int = 0
@@ -55,7 +56,7 @@ class BuildReport:
         """Counts under the plain keys; with ``ids``, the document ids of each kind under ``ids``
         (left out by default: they grow with the corpus, 70 KB for 5,000 documents)."""
         data = asdict(self)
-        listed = {key: data.pop(key) for key in ("added", "changed", "removed", "unchanged", "skipped_files")}
+        listed = {key: data.pop(key) for key in ("added", "changed", "removed", "unchanged", "skipped_files", "held")}
         counts = {**{key: len(value) for key, value in listed.items()}, **data}
         return {**counts, "ids": listed} if ids else counts
 
@@ -75,33 +76,41 @@ def build_index(
     embedder: Embedder | None = None,
     progress: ProgressFactory | None = None,
     documents: list[Document] | None = None,
+    settle: float = 0.0,
+    live: Store | None = None,
 ) -> BuildReport:
     """Bring the store in line with the corpus folder (or with exactly ``documents``).
 
     When the index no longer fits (another model, chunking or index format, ``force``, a damaged file),
-    the store derives a new one from its record first (kb/stores/record.py), beside the live one."""
+    the store derives a new one from its record first (kb/stores/record.py), beside the live one. A file
+    modified less than ``settle`` seconds ago is left as the index has it (``report.held``): it may still be
+    being written (kb serve's folder watch, kb/ingestion/watch.py). ``live``: a server's live store, written
+    in place when it fits this folder and these settings (no store opened and loaded again, no checkpoint:
+    its log keeps the writes, as for API writes)."""
     began = time.perf_counter()
     report = BuildReport()
     if documents is None and not Path(settings.corpus_dir).is_dir():
         raise FileNotFoundError(f"corpus folder {settings.corpus_dir} does not exist (set KB_CORPUS_DIR)")
     kind = store_class(settings)
     models = _Models(settings, embedder)
+    folder = None if documents is not None else str(Path(settings.corpus_dir).resolve())
     with kind.build_lock(settings):
-        store, why = kind.for_build(settings, build_config(settings), force, models.dimension)
+        owned = not (live is not None and not force and live.config == build_config(settings)
+                     and live.corpus in (None, folder))
+        store, why = kind.for_build(settings, build_config(settings), force, models.dimension) if owned else (live, None)
         try:
             if why is not None:
                 log.warning(why)
                 report.reason = why
                 store = store.rederive(lambda target, batch: _write(target, settings, models.embedder(), batch,
                                                                     report, progress))
-            folder = None if documents is not None else str(Path(settings.corpus_dir).resolve())
             if folder is not None and store.corpus not in (None, folder):
                 log.warning("switching the index from %s to %s (the documents of %s stay there: point "
                             "KB_CORPUS_DIR back at it to have them again)", store.corpus, folder, store.corpus)
                 report.reason = report.reason or f"corpus folder changed from {store.corpus}"
             if folder is not None:
                 tidy(Path(settings.corpus_dir))
-            wanted, files_read, files_gone = _wanted(store, settings, documents, report)
+            wanted, files_read, files_gone = _wanted(store, settings, documents, report, settle)
             try:
                 _sync(store, settings, models, progress, report, documents, wanted, files_read, files_gone)
                 with store.record.locked():  # no write to the record comes between the last look and the switch
@@ -113,7 +122,8 @@ def build_index(
                             getattr(report, key).extend(getattr(caught, key))
                         report.passages_embedded += caught.passages_embedded
                         report.written = report.written or caught.written
-                    made = store.finish(folder, written=report.written or why is not None)
+                    made = (store.finish(folder, written=report.written or why is not None)
+                            if owned or store.corpus != folder else False)
             except OSError as exc:  # a write failed (SQLite's own failures are StoreUnwritable already)
                 raise StoreUnwritable(f"cannot write the index at {exc.filename or store.location} "
                                       f"({exc.strerror or exc}): free some space or make it writable, then run "
@@ -123,7 +133,8 @@ def build_index(
             report.documents, report.passages = store.counts()
             report.index_path = store.location
         finally:
-            store.close()
+            if owned:
+                store.close()
     report.seconds = time.perf_counter() - began
     return report
 
@@ -174,8 +185,8 @@ def _sync(store: Store, settings: Settings, models: _Models, progress: ProgressF
     report.written = bool(to_write or report.removed)
 
 
-def _wanted(store: Store, settings: Settings, documents: list[Document] | None, report: BuildReport
-            ) -> tuple[list[Document], dict[str, tuple[int, int]], list[str]]:
+def _wanted(store: Store, settings: Settings, documents: list[Document] | None, report: BuildReport,
+            settle: float = 0.0) -> tuple[list[Document], dict[str, tuple[int, int]], list[str]]:
     """(documents read, stats of the files read, corpus paths that are gone)."""
     if documents is not None:
         return list(documents), {}, []
@@ -183,6 +194,12 @@ def _wanted(store: Store, settings: Settings, documents: list[Document] | None, 
     listed = list(corpus_files(Path(settings.corpus_dir)))
     seen = {relative for relative, _, _ in listed}
     changed = [entry for entry in listed if known.get(entry[0]) != entry[2]]  # unchanged files are not even opened
+    if settle > 0:
+        now = time.time_ns()
+        quiet = now - int(settle * 1e9)
+        recent = {entry[0] for entry in changed if quiet < entry[2][1] <= now + 10**9}  # (a future mtime: a skewed clock)
+        report.held = sorted(recent)
+        changed = [entry for entry in changed if entry[0] not in recent]
     found, read = read_files(changed, report.skipped_files, settings.max_document_mb * 2**20)
     gone = [path for path in known if path not in seen]
     return found, read, gone

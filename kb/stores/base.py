@@ -216,6 +216,13 @@ class Store(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
+    def watch_claim(cls, settings: "Settings") -> Callable[[], None] | None:
+        """The right to watch the corpus folder for this store, for as long as the process holds it: a function
+        that gives it up, or None when another process has it (kb/ingestion/watch.py: one watcher per store, so
+        two servers never race to write the same change)."""
+
+    @classmethod
+    @abc.abstractmethod
     def for_build(cls, settings: "Settings", config: dict[str, Any], force: bool,
                   dimension: Callable[[], int]) -> tuple["Store", str | None]:
         """The store a build writes to (created when there is none), and why its index must be derived

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -364,3 +365,33 @@ def test_while_kb_starts_the_page_says_so_and_answers_when_ready(open_page, tmp_
         assert QUESTION.evidence in tab.locator("ol#results li.result .passage").first.inner_text()
     finally:
         server.stop()
+
+
+def test_the_page_says_it_is_updating_while_the_folder_watch_has_changes_waiting(open_page, tmp_path, embedder):
+    from tests.e2e.test_folder_watch import Folder
+
+    watched = Folder(tmp_path, embedder)
+    try:
+        tab = open_page().tab
+        tab.goto(watched.server.base + "/")
+        expect(tab.locator("#updating")).to_be_hidden()
+        stop = threading.Event()
+
+        def keep_copying() -> None:  # a file still being written: held back, so it waits
+            with open(watched.corpus / "growing.txt", "w", encoding="utf-8") as handle:
+                while not stop.is_set():
+                    handle.write("The archive grows line by line.\n")
+                    handle.flush()
+                    time.sleep(0.1)
+
+        writer = threading.Thread(target=keep_copying)
+        writer.start()
+        try:
+            expect(tab.locator("#updating")).to_have_text("Updating 1 document…", timeout=15_000)
+            accessible(tab, "updating")
+        finally:
+            stop.set()
+            writer.join()
+        expect(tab.locator("#updating")).to_be_hidden(timeout=20_000)
+    finally:
+        watched.stop()

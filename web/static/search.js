@@ -209,6 +209,25 @@
     }
   });
 
+  // While the folder watch has changes to bring in, say so: results may not hold them yet (/api/health's sync).
+  const updating = document.getElementById("updating");
+  const UPDATE_MS = 2000;
+  async function freshness() {
+    if (!document.hidden) {
+      try {
+        const response = await fetch("/api/health", { headers: { Accept: "application/json" } });
+        const sync = response.ok ? (await response.json()).sync : null;
+        const waiting = sync ? Math.max(sync.pending || 0, sync.syncing ? 1 : 0) : 0;
+        updating.hidden = waiting === 0;
+        updating.textContent = waiting === 1 ? "Updating 1 document…" : `Updating ${waiting} documents…`;
+      } catch (error) {
+        updating.hidden = true; // the search itself says when the server is unreachable
+      }
+    }
+    setTimeout(freshness, UPDATE_MS);
+  }
+  if (updating) freshness();
+
   if (box.value.trim() && area().querySelector("#not-ready[data-code=loading]")) {
     retryTimer = setTimeout(() => search(0), RETRY_MS);
   }

@@ -189,6 +189,22 @@ class FaissStore(Store):
             yield
 
     @classmethod
+    def watch_claim(cls, settings: Settings) -> Callable[[], None] | None:
+        """An exclusive lock (flock) on ``.watch.lock`` in the index folder, held open; the kernel lets it go when
+        the process ends, however it ends."""
+        import fcntl
+
+        root = Path(settings.index_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / ".watch.lock", "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle.close
+
+    @classmethod
     def for_build(cls, settings: Settings, config: dict[str, Any], force: bool,
                   dimension: Callable[[], int]) -> tuple["FaissStore", str | None]:
         """The current store when it fits; else a store folder beside it (a killed build's, resumed, or a new

@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 
 WRITE_LOCK = 0x6B62_0002  # advisory lock key for writes ("kb" 2)
 BUILD_LOCK = 0x6B62  # with the schema's hash: one build at a time per schema
+WATCH_LOCK = 0x6B62_0004  # with the schema's hash: one process watches the corpus folder per schema
 REDERIVE_BATCH = 256  # documents read from the record per batch of a re-index
 EXPORT_FILE = "documents.jsonl"  # what `kb backup` writes on PostgreSQL
 CATCH_UP_ROUNDS = 5  # passes over what was written during a re-index before the switch takes the write lock
@@ -228,6 +229,22 @@ class PostgresStore(Store):
                 yield
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (BUILD_LOCK, settings.pg_schema))
+
+    @classmethod
+    def watch_claim(cls, settings: Settings) -> Callable[[], None] | None:
+        """A session advisory lock of the schema's, on a connection of its own held open: whichever server takes
+        it first watches; PostgreSQL lets it go when that connection ends."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(settings.pg_dsn, connect_timeout=10, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"PostgreSQL at {where_is(settings.pg_dsn)} is unreachable: "
+                                   f"{_first_line(exc)}") from None
+        if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (WATCH_LOCK, settings.pg_schema)).fetchone()[0]:
+            conn.close()
+            return None
+        return conn.close
 
     @classmethod
     def for_build(cls, settings: Settings, config: dict[str, Any], force: bool,

@@ -12,7 +12,7 @@ import pytest
 from kb.embedding.embedder import Embedder
 from kb.embedding.onnx_export import read_export
 from kb.errors import ModelUnavailable
-from tests.conftest import SEED_QUESTIONS
+from tests.conftest import SEED_CORPUS, SEED_QUESTIONS
 
 PASSAGES = [
     "Boundary layers thicken along a flat plate. Heat transfer rises near the leading edge.",
@@ -139,3 +139,13 @@ def test_queries_during_a_write_run_on_one_thread_and_give_the_same_vectors(onnx
     np.testing.assert_allclose(narrow, wide, atol=1e-5)
     onnx_embedder.encode([question + "  "])
     assert calls == [1]  # back on every thread once the write is done
+
+
+def test_the_exported_tokenizer_counts_word_pieces_as_the_models_own(cache, onnx_embedder, torch_embedder):
+    texts = [*seed_questions(), (SEED_CORPUS / "astana-times-runde-interview.txt").read_text(encoding="utf-8"),
+             "Ünïcödé, émojis 🚀 and CamelCaseWords — with a long-dash; URLs like https://example.com/a?b=c."]
+    server_like = Embedder(cache=cache)  # KB_ENCODER=auto from a cached export: queries on ONNX Runtime, no torch
+    counts = [server_like.count_tokens(text) for text in texts]
+    assert server_like._torch_model is None  # counted without loading torch
+    assert counts == [torch_embedder.count_tokens(text) for text in texts]
+    assert counts[-2] > server_like.max_seq_length  # long texts are counted whole, not truncated

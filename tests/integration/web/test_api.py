@@ -49,7 +49,7 @@ def test_post_search_gives_the_same_passages_as_get(client):
 def test_health_reports_the_loaded_index(client, seed_index):
     body = client.get("/api/health").get_json()
     assert body == {"status": "ok", "passages": len(all_passages(seed_index)), "documents": 1,
-                    "model": "all-MiniLM-L6-v2"}
+                    "model": "all-MiniLM-L6-v2", "sync": {"mode": "off"}}  # an app without kb serve's folder watch
 
 
 @pytest.mark.parametrize(
