@@ -169,8 +169,15 @@ class KnowledgeBase:
         from kb.ingestion.watch import FolderWatch
         from kb.stores import store_class
 
+        prepare = None
+        if self.serving and self.settings.write_embedding == "process":  # large syncs embedded as API writes are
+            from kb.embedding.worker import get_write_worker
+
+            prepare = get_write_worker(self.settings).prepare
+
         def sync(**options: Any) -> "BuildReport":
-            report = build_index(self.settings, embedder=self.embedder, live=self.searcher.fresh_store(), **options)
+            report = build_index(self.settings, embedder=self.embedder, live=self.searcher.fresh_store(),
+                                 prepare=prepare, **options)
             if report.written and self._searcher is not None:
                 self._searcher.refresh()
             return report

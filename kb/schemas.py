@@ -82,8 +82,9 @@ class SyncState(BaseModel):
                                   "watches this store).")
     pending: Optional[int] = Field(None, description="Files changed and not yet in the index.")
     syncing: Optional[bool] = None
-    done: Optional[int] = Field(None, description="Passages embedded so far by the sync under way.")
-    total: Optional[int] = Field(None, description="Passages that sync embeds.")
+    done: Optional[int] = Field(None, description="The sync under way: documents written so far (a large sync, "
+                                                  "embedded by the write worker) or passages embedded (a small one).")
+    total: Optional[int] = Field(None, description="Of how many.")
     syncs: Optional[int] = None
     last_sync: Optional[str] = Field(None, description="When the last sync ended (UTC, ISO 8601).")
     last_error: Optional[str] = Field(None, description="Why the last sync failed; null once one succeeds.")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,6 +25,7 @@ from kb.documents.folder import corpus_files, tidy
 from kb.documents.reading import read_files
 from kb.embedding.embedder import Embedder, embedder_for
 from kb.embedding.prepare import build_config, embed_chunked
+from kb.embedding.worker import SMALL_WRITE
 from kb.errors import StoreUnwritable
 from kb.settings import Settings
 from kb.stores import store_class
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 ProgressFactory = Callable[[int], Callable[[int], None]]
 COMMIT_BATCHES = 16  # embedding batches (KB_BATCH_SIZE passages each) per build transaction: 512 by default
+COMMIT_CHARS = 200_000  # characters of documents per transaction when a write worker embeds them (``_write_prepared``)
+Prepare = Callable[[list[Document], Settings], list[PreparedDocument]]  # chunk and embed, elsewhere (a write worker)
 
 
 @dataclass
@@ -78,6 +81,7 @@ def build_index(
     documents: list[Document] | None = None,
     settle: float = 0.0,
     live: Store | None = None,
+    prepare: Prepare | None = None,
 ) -> BuildReport:
     """Bring the store in line with the corpus folder (or with exactly ``documents``).
 
@@ -86,13 +90,14 @@ def build_index(
     modified less than ``settle`` seconds ago is left as the index has it (``report.held``): it may still be
     being written (kb serve's folder watch, kb/ingestion/watch.py). ``live``: a server's live store, written
     in place when it fits this folder and these settings (no store opened and loaded again, no checkpoint:
-    its log keeps the writes, as for API writes)."""
+    its log keeps the writes, as for API writes). ``prepare``: where a write larger than SMALL_WRITE characters is
+    chunked and embedded (a server's write worker, so that its searches never wait for the model)."""
     began = time.perf_counter()
     report = BuildReport()
     if documents is None and not Path(settings.corpus_dir).is_dir():
         raise FileNotFoundError(f"corpus folder {settings.corpus_dir} does not exist (set KB_CORPUS_DIR)")
     kind = store_class(settings)
-    models = _Models(settings, embedder)
+    models = _Models(settings, embedder, prepare)
     folder = None if documents is not None else str(Path(settings.corpus_dir).resolve())
     with kind.build_lock(settings):
         owned = not (live is not None and not force and live.config == build_config(settings)
@@ -142,8 +147,8 @@ def build_index(
 class _Models:
     """The embedder, loaded only when something has to be embedded (a build that changes nothing needs none)."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None) -> None:
-        self.settings, self._embedder = settings, embedder
+    def __init__(self, settings: Settings, embedder: Embedder | None, prepare: Prepare | None = None) -> None:
+        self.settings, self._embedder, self.prepare = settings, embedder, prepare
 
     def embedder(self) -> Embedder:
         if self._embedder is None:
@@ -179,7 +184,10 @@ def _sync(store: Store, settings: Settings, models: _Models, progress: ProgressF
         report.unchanged += [doc_id for doc_id, (_, path) in fingerprints.items()
                              if path and path not in read_paths and doc_id not in keep]
     if to_write or report.removed:
-        _write(store, settings, models.embedder(), to_write, report, progress)
+        if models.prepare is not None and sum(len(d.text) for d in to_write) > SMALL_WRITE:
+            _write_prepared(store, settings, models.prepare, to_write, report, progress)
+        else:  # here: a few passages, on the engine queries keep warm (``Embedder._passages_on_onnx``)
+            _write(store, settings, models.embedder(), to_write, report, progress)
         store.delete(report.removed)
     store.record_files({**files_read, **{path: None for path in files_gone}})
     report.written = bool(to_write or report.removed)
@@ -203,6 +211,30 @@ def _wanted(store: Store, settings: Settings, documents: list[Document] | None, 
     found, read = read_files(changed, report.skipped_files, settings.max_document_mb * 2**20)
     gone = [path for path in known if path not in seen]
     return found, read, gone
+
+
+def _write_prepared(store: Store, settings: Settings, prepare: Prepare, documents: Sequence[Document],
+                    report: BuildReport, progress: ProgressFactory | None) -> None:
+    """Documents chunked and embedded by ``prepare``, about COMMIT_CHARS characters a transaction; progress counts
+    documents. In a server that is the write worker, a process at lower priority: a drop of a thousand files
+    kept searches waiting for the model (p95 906 ms against 15 ms idle, benchmarks/watch.py) when the server
+    embedded them itself."""
+    tick = progress(len(documents)) if progress else None
+    batch: list[Document] = []
+    size = 0
+    for document in [*documents, None]:
+        if document is not None:
+            batch.append(document)
+            size += len(document.text)
+        if batch and (document is None or size >= COMMIT_CHARS):
+            originals = {d.id: d.original for d in batch}  # the worker gets no file bytes; the store keeps them
+            prepared = [replace(p, document=replace(p.document, original=originals.get(p.document.id)))
+                        for p in prepare([replace(d, original=None) for d in batch], settings)]
+            store.add(prepared)
+            report.passages_embedded += sum(len(p.passages) for p in prepared)
+            if tick:
+                tick(len(batch))
+            batch, size = [], 0
 
 
 def _write(store: Store, settings: Settings, embedder: Embedder, documents: Sequence[Document],

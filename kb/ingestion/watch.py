@@ -54,8 +54,8 @@ class SyncState:
     mode: str  # on, poll, off, or elsewhere (another process watches this store)
     pending: int = 0  # files changed and not yet in the index (held ones included)
     syncing: bool = False
-    done: int = 0  # passages embedded so far by the sync under way
-    total: int = 0  # passages that sync embeds
+    done: int = 0  # the sync under way: documents written (a large one, by the write worker) or passages embedded
+    total: int = 0  # of how many
     syncs: int = 0
     last_sync: str | None = None  # when the last sync ended (UTC, ISO 8601)
     last_error: str | None = None  # the last sync's failure, None once one succeeds
@@ -228,7 +228,7 @@ class FolderWatch:
             before = self.state.done
             self.state.done += n
             if total >= 100 and before // step != self.state.done // step:
-                log.info("watch: embedded %d of %d passages", self.state.done, total)
+                log.info("watch: %d of %d written", self.state.done, total)
 
         return tick
 
