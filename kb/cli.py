@@ -87,6 +87,8 @@ def make_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=_k, default=5, help="how many passages (1 to 50, default 5)")
     search.add_argument("--json", action="store_true", help="print the API's JSON answer")
     search.add_argument("--mode", choices=MODES, help="overrides KB_SEARCH_MODE")
+    search.add_argument("--url", help="ask a running kb serve at this address instead of the local index "
+                                      "(with KB_READ_KEY from the environment, when the server needs one)")
     search.set_defaults(run=_search)
 
     evaluate = sub.add_parser("eval", help="retrieval quality of every mode on a test collection or question set")
@@ -193,10 +195,34 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     return _report(report, args.json, args.ids)
 
 
+def _search_remote(args: argparse.Namespace, settings: Settings) -> int:
+    """`kb search --url`: the same answer from a running server, through kb.client."""
+    from kb.client import Client
+
+    answer = Client(args.url, key=settings.read_key or None).search(args.query, args.k, args.mode)
+    if args.json:
+        print(answer.model_dump_json())
+        return 0
+    if not answer.confident:
+        print("Nothing in the knowledge base answers this confidently; the nearest passages:\n")
+    for hit in answer.results:
+        where = f"passage {hit.passage.ordinal + 1} of {hit.passage.of}"
+        print(f"{hit.rank}. [{hit.score:.3f}] {hit.title} ({hit.source}, {where})")
+        print(f"   {hit.text}")
+        if hit.highlights:
+            marked = hit.highlights[0]
+            print(f"   > {hit.text[marked.start - hit.start:marked.end - hit.start]}")
+        print()
+    return 0
+
+
 def _search(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     import kb
+
+    if args.url:
+        return _search_remote(args, settings)
 
     with kb.open(settings) as base:
         began = time.perf_counter()

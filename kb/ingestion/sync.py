@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 ProgressFactory = Callable[[int], Callable[[int], None]]
 COMMIT_BATCHES = 16  # embedding batches (KB_BATCH_SIZE passages each) per build transaction: 512 by default
-COMMIT_CHARS = 200_000  # characters of documents per transaction when a write worker embeds them (``_write_prepared``)
+COMMIT_CHARS = 64_000  # characters of documents per transaction when a write worker embeds them (``_write_prepared``)
 Prepare = Callable[[list[Document], Settings], list[PreparedDocument]]  # chunk and embed, elsewhere (a write worker)
 
 

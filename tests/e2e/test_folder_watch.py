@@ -7,6 +7,7 @@ documents, content hashes, paths and passages (kb/ingestion/watch.py).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -209,7 +210,7 @@ def test_a_thousand_files_dropped_at_once_are_batched_with_progress_and_match_a_
     staging.mkdir()
     for n in range(1000):
         text = " ".join(f"Note {n}, entry {e}: the expedition counted {n + e} narwhals at station {n % 37}."
-                        for e in range(3))  # about 240 characters: the drop is written in two transactions
+                        for e in range(3))  # about 240 characters: several transactions
         (staging / f"note-{n:04d}.txt").write_text(text, encoding="utf-8")
     seen = []
     stop = threading.Event()
@@ -229,11 +230,12 @@ def test_a_thousand_files_dropped_at_once_are_batched_with_progress_and_match_a_
         stop.set()
         poller.join()
     assert sum(doc.startswith("note-") for doc in state) == 1000
-    assert any(s["syncing"] and s["total"] == 1000 for s in seen), "health showed the sync and its size"
+    assert any(s["syncing"] and s["total"] >= 100 for s in seen), "health showed the sync and its size"
     assert any(0 < s["done"] < s["total"] for s in seen), "and its progress"
     assert any(s["pending"] >= 100 for s in seen), "and the files waiting"
-    added = [line for line in folder.watch_lines() if " of 1000 written" in line]
-    assert added, "progress on the console"
+    assert [line for line in folder.watch_lines() if re.search(r" \d+ of \d+ written", line)], "progress on the console"
+    syncs = [line for line in folder.watch_lines() if re.search(r"watch: [1-9]\d* added", line)]
+    assert 1 <= len(syncs) <= 5, syncs  # coalesced: a few syncs for a thousand files, not one each
 
 
 def test_files_kb_skips_are_logged_with_a_reason_and_change_nothing(folder):

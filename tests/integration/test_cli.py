@@ -176,6 +176,27 @@ def test_every_command_runs_with_every_documented_flag(tmp_path, capsys, embedde
         assert "Traceback" not in ran.err, (argv, ran.err[-2000:])
         assert ran.code == 0, (argv, ran.err[-2000:])
         used.setdefault(argv[0], set()).update(arg for arg in argv if arg.startswith("-") and arg != "-")
+    # kb search --url asks a real server: the app over the same index, on a loopback port in a thread.
+    import threading
+
+    from waitress import create_server
+
+    import kb
+    from kb.settings import Settings
+    from web.app import create_app
+
+    settings = Settings.from_env(index_dir=tmp_path / "index", corpus_dir=corpus)
+    base = kb.open(settings, serving=True, embedder=embedder)
+    http = create_server(create_app(settings, base=base), host="127.0.0.1", port=free_port())
+    threading.Thread(target=http.run, daemon=True).start()
+    try:
+        argv = ["search", "oil prices", "-k", "2", "--url", f"http://127.0.0.1:{http.effective_port}"]
+        ran = run_in_process(argv, capsys)
+        assert ran.code == 0 and ran.out.startswith("1. ["), (ran.out, ran.err[-2000:])
+        used["search"].update(arg for arg in argv if arg.startswith("-"))
+    finally:
+        http.close()
+        base.close()
     # kb serve cannot run in this process: its flags are used on a real one by tests/e2e/test_serve.py.
     missing = {name: {flag for action in command._actions for flag in action.option_strings
                       if flag not in ("-h", "--help", "--verbose")} - used.get(name, set())
