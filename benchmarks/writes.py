@@ -102,11 +102,13 @@ def servers_on(ref: str | None, work: Path):
     if ref:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref], check=True,
                        capture_output=True)
-        where = subprocess.run([sys.executable, "-c", "import kb; print(list(kb.__path__)[0])"], cwd=tree, text=True,
-                               env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, check=True).stdout
-        assert where.startswith(str(tree)), f"the kb at {ref} would not be the one imported: {where}"
     processes: list[subprocess.Popen] = []
     try:
+        if ref:
+            where = subprocess.run([sys.executable, "-c", "import kb; print(list(kb.__path__)[0])"], cwd=tree,
+                                   text=True, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
+                                   check=True).stdout
+            assert where.startswith(str(tree)), f"the kb at {ref} would not be the one imported: {where}"
         yield processes, tree
     finally:
         for process in processes:
