@@ -10,8 +10,8 @@ Every figure is over HTTP from a real `kb serve` on a loopback port, the real mo
 - a drop: --drop Cranfield abstracts as `.txt` moved into the watched seed folder at once; the time until
   the last is searchable, against `kb build` of the same files into a fresh index in the same run;
   meanwhile one client searches back to back: its p50 / p95 against the same client on the idle server.
-- idle cost: with --large, the server watching that folder, its CPU seconds and resident memory over --idle
-  seconds of nothing, against the same server with KB_WATCH=off.
+- idle cost: with --large, a fresh server watching that folder, its CPU seconds and resident memory over --idle
+  seconds of nothing, against a fresh server with KB_WATCH=off (--skip-seed: only this and the saves there).
 """
 
 from __future__ import annotations
@@ -110,61 +110,63 @@ def main() -> None:
     parser.add_argument("--drop", type=int, default=1000)
     parser.add_argument("--large", type=int, default=0, help="documents in the large folder (0: skip it)")
     parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--skip-seed", action="store_true", help="only the large folder")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kb-watch-bench-"))
     questions = list(load_cranfield(CRANFIELD).queries.values())
     processes: list[subprocess.Popen] = []
     try:
-        print("\n| folder | mode | save to searchable p50 / p95 s | saves |\n| --- | --- | ---: | ---: |", flush=True)
-        for mode in ("on", "poll"):
-            corpus = work / f"seed-{mode}"
-            shutil.copytree(REPO / "corpus", corpus)
-            process, base = start(corpus, work / f"seed-{mode}-index", {"KB_WATCH": mode, "KB_WATCH_POLL_SECONDS": "1"})
-            processes.append(process)
-            times = save_to_searchable(base, corpus, args.edits, mode)
-            print(f"| the seed corpus | {mode} | {secs(times)} | {len(times)} |", flush=True)
-            if mode == "on":
-                drop_base, drop_corpus = base, corpus
-            else:
-                process.terminate()
-        # A drop into the event-mode server, searched meanwhile.
-        idle = [search_ms(drop_base, f"{q} (idle {n})") for n, q in enumerate(questions[:60])]
-        staging = work / "staging"
-        write_abstracts(staging, args.drop, "drop-")
-        during: list[float] = []
-        stop = threading.Event()
+        if not args.skip_seed:
+            print("\n| folder | mode | save to searchable p50 / p95 s | saves |\n| --- | --- | ---: | ---: |", flush=True)
+            for mode in ("on", "poll"):
+                corpus = work / f"seed-{mode}"
+                shutil.copytree(REPO / "corpus", corpus)
+                process, base = start(corpus, work / f"seed-{mode}-index", {"KB_WATCH": mode, "KB_WATCH_POLL_SECONDS": "1"})
+                processes.append(process)
+                times = save_to_searchable(base, corpus, args.edits, mode)
+                print(f"| the seed corpus | {mode} | {secs(times)} | {len(times)} |", flush=True)
+                if mode == "on":
+                    drop_base, drop_corpus = base, corpus
+                else:
+                    process.terminate()
+            # A drop into the event-mode server, searched meanwhile.
+            idle = [search_ms(drop_base, f"{q} (idle {n})") for n, q in enumerate(questions[:60])]
+            staging = work / "staging"
+            write_abstracts(staging, args.drop, "drop-")
+            during: list[float] = []
+            stop = threading.Event()
 
-        def searching() -> None:
-            n = 0
-            while not stop.is_set():
-                during.append(search_ms(drop_base, f"{questions[n % len(questions)]} (drop {n})"))
-                n += 1
+            def searching() -> None:
+                n = 0
+                while not stop.is_set():
+                    during.append(search_ms(drop_base, f"{questions[n % len(questions)]} (drop {n})"))
+                    n += 1
 
-        searcher = threading.Thread(target=searching)
-        searcher.start()
-        time.sleep(1.0)
-        began = time.perf_counter()
-        for path in sorted(staging.iterdir()):
-            os.rename(path, drop_corpus / path.name)
-        expected = health(drop_base)["documents"] + args.drop
-        while health(drop_base)["documents"] < expected or health(drop_base)["sync"]["pending"]:
-            time.sleep(0.05)
-        dropped = time.perf_counter() - began
-        stop.set()
-        searcher.join()
-        build_corpus = work / "build-corpus"
-        shutil.copytree(drop_corpus, build_corpus, ignore=shutil.ignore_patterns(".kb"))
-        began = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "kb.cli", "build"], check=True, capture_output=True, cwd=REPO,
-                       env={**os.environ, "KB_INDEX_DIR": str(work / "build-index"), "KB_CORPUS_DIR": str(build_corpus),
-                            "HF_HUB_OFFLINE": "1"})
-        built = time.perf_counter() - began
-        print(f"\na drop of {args.drop} Cranfield abstracts as .txt into the watched seed folder: all searchable in "
-              f"{dropped:.1f} s; `kb build` of the same folder (seed included) into a fresh index: {built:.1f} s")
-        print(f"searches meanwhile, one client back to back: p50 / p95 {statistics.median(during):.1f} / "
-              f"{percentile(during, 0.95):.1f} ms ({len(during)} searches); idle: {statistics.median(idle):.1f} / "
-              f"{percentile(idle, 0.95):.1f} ms; p95 ratio {percentile(during, 0.95) / percentile(idle, 0.95):.2f}",
-              flush=True)
+            searcher = threading.Thread(target=searching)
+            searcher.start()
+            time.sleep(1.0)
+            began = time.perf_counter()
+            for path in sorted(staging.iterdir()):
+                os.rename(path, drop_corpus / path.name)
+            expected = health(drop_base)["documents"] + args.drop
+            while health(drop_base)["documents"] < expected or health(drop_base)["sync"]["pending"]:
+                time.sleep(0.05)
+            dropped = time.perf_counter() - began
+            stop.set()
+            searcher.join()
+            build_corpus = work / "build-corpus"
+            shutil.copytree(drop_corpus, build_corpus, ignore=shutil.ignore_patterns(".kb"))
+            began = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "kb.cli", "build"], check=True, capture_output=True, cwd=REPO,
+                           env={**os.environ, "KB_INDEX_DIR": str(work / "build-index"), "KB_CORPUS_DIR": str(build_corpus),
+                                "HF_HUB_OFFLINE": "1"})
+            built = time.perf_counter() - began
+            print(f"\na drop of {args.drop} Cranfield abstracts as .txt into the watched seed folder: all searchable in "
+                  f"{dropped:.1f} s; `kb build` of the same folder (seed included) into a fresh index: {built:.1f} s")
+            print(f"searches meanwhile, one client back to back: p50 / p95 {statistics.median(during):.1f} / "
+                  f"{percentile(during, 0.95):.1f} ms ({len(during)} searches); idle: {statistics.median(idle):.1f} / "
+                  f"{percentile(idle, 0.95):.1f} ms; p95 ratio {percentile(during, 0.95) / percentile(idle, 0.95):.2f}",
+                  flush=True)
         if args.large:
             corpus = work / "large"
             write_abstracts(corpus, args.large, "doc-")
@@ -172,23 +174,21 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "kb.cli", "build"], check=True, capture_output=True, cwd=REPO,
                            env={**os.environ, "KB_INDEX_DIR": str(index), "KB_CORPUS_DIR": str(corpus),
                                 "HF_HUB_OFFLINE": "1"})
-            process, base = start(corpus, index)
-            processes.append(process)
-            times = save_to_searchable(base, corpus, args.edits, "large")
-            print(f"\n| {args.large:,} documents | on | {secs(times)} | {len(times)} |")
-            for mode in ("on", "off"):
-                if mode == "off":
-                    process.terminate()
-                    process.wait()
-                    process, base = start(corpus, index, {"KB_WATCH": "off"})
-                    processes.append(process)
+            for mode in ("on", "off"):  # each server fresh, as it is after a start
+                process, base = start(corpus, index, {"KB_WATCH": mode})
+                processes.append(process)
                 time.sleep(5)  # the first sync (a stat of every file) is over
                 cpu, began = cpu_seconds(process.pid), time.monotonic()
                 time.sleep(args.idle)
-                used = cpu_seconds(process.pid) - cpu
-                print(f"idle, KB_WATCH={mode}, {args.large:,} files: {used:.2f} CPU s in {time.monotonic() - began:.0f} s "
-                      f"({100 * used / (time.monotonic() - began):.2f}% of a core), RSS {status_mb(process.pid, 'VmRSS'):.0f} MiB",
-                      flush=True)
+                used, spent = cpu_seconds(process.pid) - cpu, time.monotonic() - began
+                print(f"idle, KB_WATCH={mode}, {args.large:,} files, a fresh server: {used:.2f} CPU s in {spent:.0f} s "
+                      f"({100 * used / spent:.2f}% of a core), RSS {status_mb(process.pid, 'VmRSS'):.0f} MiB", flush=True)
+                process.terminate()
+                process.wait()
+            process, base = start(corpus, index)
+            processes.append(process)
+            times = save_to_searchable(base, corpus, args.edits, "large")
+            print(f"\n| {args.large:,} documents | on | {secs(times)} | {len(times)} |", flush=True)
     finally:
         for process in processes:
             if process.poll() is None:
