@@ -156,16 +156,27 @@ def main() -> None:
         except EOFError:
             return
         try:
-            if not embedder.batches_on_onnx:
-                import torch
+            _answer(replies, embedder, prepare, documents, settings)
+        except BrokenPipeError:  # the server is gone (killed in the middle of a write): no one to answer
+            os._exit(0)  # at once: a buffered reply flushed at exit would fail again, with a message
 
-                torch.set_num_threads(threads_for(documents))
-            send(replies, ("done", prepare(documents, embedder, settings)))
-        except Exception as exc:  # a bug or a bad document: the server's request gets it, the worker goes on
-            try:
-                send(replies, ("error", exc))
-            except Exception:  # an exception that does not pickle
-                send(replies, ("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+def _answer(replies: IO[bytes], embedder: Any, prepare: Any, documents: Sequence[Document], settings: Settings) -> None:
+    try:
+        if not embedder.batches_on_onnx:
+            import torch
+
+            torch.set_num_threads(threads_for(documents))
+        send(replies, ("done", prepare(documents, embedder, settings)))
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # a bug or a bad document: the server's request gets it, the worker goes on
+        try:
+            send(replies, ("error", exc))
+        except BrokenPipeError:
+            raise
+        except Exception:  # an exception that does not pickle
+            send(replies, ("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
 def threads_for(documents: Sequence[Document]) -> int:
