@@ -107,11 +107,18 @@ class KnowledgeBase:
         if not self.serving:
             embedder = self.embedder
             preparer = lambda documents, settings: prepare(documents, embedder, settings)  # noqa: E731
-        elif self.settings.write_embedding == "process":
-            from kb.embedding.worker import get_write_worker
-
-            preparer = get_write_worker(self.settings).prepare
+        else:
+            preparer = self._worker_prepare()
         return Library(self.settings, self.embedder, store=lambda: searcher.fresh_store(), preparer=preparer)
+
+    def _worker_prepare(self):
+        """Where a server embeds writes under KB_WRITE_EMBEDDING=process: its write worker's ``prepare`` (None: inline,
+        or not a server). The API's writes and the folder watch's large syncs both go there."""
+        if not (self.serving and self.settings.write_embedding == "process"):
+            return None
+        from kb.embedding.worker import get_write_worker
+
+        return get_write_worker(self.settings).prepare
 
     def warm_up(self) -> None:
         """Load the model and the index now, and answer one question, so the first real one pays for nothing."""
@@ -169,11 +176,7 @@ class KnowledgeBase:
         from kb.ingestion.watch import FolderWatch
         from kb.stores import store_class
 
-        prepare = None
-        if self.serving and self.settings.write_embedding == "process":  # large syncs embedded as API writes are
-            from kb.embedding.worker import get_write_worker
-
-            prepare = get_write_worker(self.settings).prepare
+        prepare = self._worker_prepare()  # large syncs are embedded where API writes are
 
         def sync(**options: Any) -> "BuildReport":
             report = build_index(self.settings, embedder=self.embedder, live=self.searcher.fresh_store(),
