@@ -39,16 +39,20 @@ def test_changes_whose_events_were_lost_are_repaired_by_the_rescan(tmp_path, emb
                         claim=lambda: store_class(settings).watch_claim(settings), events=lost_events)
     assert watch.start()
     try:
-        time.sleep(0.3)  # the first sync, at start, is done and finds nothing
+        deadline = time.monotonic() + 20
+        while (watch.state.syncs < 1 or watch.state.syncing) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first sync, at start, is done and finds nothing
         syncs = watch.state.syncs
+        assert syncs >= 1
         (corpus / "second.md").write_text("# Second\n\nThe egret flew off.\n", encoding="utf-8")
         (corpus / "first.md").unlink()
         fresh = tmp_path / "fresh"
         build_index(Settings.from_env(index_dir=fresh, corpus_dir=corpus), embedder=embedder)
         expected = state(Settings.from_env(index_dir=fresh, corpus_dir=corpus))
         deadline = time.monotonic() + 20
-        while state(settings) != expected and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while time.monotonic() < deadline and not (
+                state(settings) == expected and watch.state.syncs > syncs and not watch.state.syncing):
+            time.sleep(0.1)  # a sync's writes land before it counts itself done
         assert state(settings) == expected
         assert set(expected) == {"second.md"}
         assert watch.state.syncs > syncs and watch.state.pending == 0
