@@ -138,6 +138,13 @@ class KnowledgeBase:
         """A document, whole (None when there is none with this id)."""
         return self.store.document(doc_id)
 
+    def around(self, doc_id: str, at: int, window: int = 1) -> list[tuple[int, int, int]]:
+        """The passage of ``doc_id`` that holds character ``at`` (the last to start at or before it) and ``window``
+        passages each side, as (ordinal, start, end); none for an unknown id."""
+        spans = self.store.passage_spans(doc_id)
+        held = max((ordinal for ordinal, (start, _) in enumerate(spans) if start <= at), default=0)
+        return [(ordinal, *spans[ordinal]) for ordinal in range(max(0, held - window), min(len(spans), held + window + 1))]
+
     def list(self, offset: int = 0, limit: int = 20) -> tuple[int, list["StoredDocument"]]:
         """(how many documents there are, ``limit`` of them by id from ``offset``, without their text)."""
         return self.store.documents(offset, limit)

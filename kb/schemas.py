@@ -109,8 +109,17 @@ class DocumentBrief(BaseModel):
     metadata: dict[str, Any]
 
 
+class WindowPassage(BaseModel):
+    ordinal: int = Field(description="Position of the passage in its document, from 0.")
+    start: int = Field(description="Character offset of the passage in the document's text.")
+    end: int
+    text: str
+
+
 class DocumentFull(DocumentBrief):
     text: str
+    window: Optional[list[WindowPassage]] = Field(None, description=(
+        "With `around`: the passage holding that character offset and `window` passages each side, in order."))
 
 
 class DocumentList(BaseModel):

@@ -9,7 +9,7 @@ from web.auth import require_read, require_write
 from web.errors import ApiError
 from web.loading import knowledge_base
 from web.params import json_body, refuse_encoded_body
-from web.schemas import DocumentBody, DocumentPage, validated
+from web.schemas import DocumentBody, DocumentPage, DocumentView, validated
 
 documents = Blueprint("documents", __name__)
 
@@ -52,10 +52,19 @@ def list_documents():
 @documents.get("/documents/<doc_id>")
 def get_document(doc_id: str):
     require_read()
-    document = knowledge_base().get(doc_id)
+    view = validated(DocumentView, {key: request.args.get(key) for key in ("around", "window")})
+    base = knowledge_base()
+    document = base.get(doc_id)
     if document is None:
         raise ApiError("not_found", f"no document with id {doc_id!r}")
-    return jsonify({**_brief(document), "text": document.text})
+    body = {**_brief(document), "text": document.text}
+    if view.around is not None:
+        if view.around >= max(document.length, 1):
+            raise ApiError("invalid_around", f"around must be a character offset in the document, "
+                                             f"0 to {max(document.length - 1, 0):,}, got {view.around:,}")
+        body["window"] = [{"ordinal": ordinal, "start": start, "end": end, "text": document.text[start:end]}
+                          for ordinal, start, end in base.around(doc_id, view.around, view.window)]
+    return jsonify(body)
 
 
 @documents.delete("/documents/<doc_id>")

@@ -21,7 +21,7 @@ STATUS = {
     **dict.fromkeys(("missing_query", "blank_query", "query_too_long", "invalid_query", "invalid_k", "k_out_of_range",
                      "invalid_mode", "invalid_offset", "offset_out_of_range", "malformed_json", "invalid_body",
                      "unknown_field", "missing_field", "invalid_parameter", "invalid_filter", "invalid_date",
-                     "invalid_page", "invalid_per_page", "invalid_document", "invalid_id", "missing_file",
+                     "invalid_page", "invalid_per_page", "invalid_around", "invalid_window", "invalid_document", "invalid_id", "missing_file",
                      "invalid_name", "name_too_long", "bad_request"), 400),
     "unauthorized": 401,
     "writes_disabled": 403,
@@ -57,10 +57,15 @@ def error_response(status: int, code: str, message: str):
     return response
 
 
+def _for_programs() -> bool:
+    """Whether the request is a program's (the JSON API, MCP): its refusals are JSON, not a page."""
+    return request.path.startswith("/api/") or request.path in ("/api", "/mcp")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        if not request.path.startswith("/api/"):
+        if not _for_programs():
             return render_template("error.html", status=exc.status, message=exc.message), exc.status
         response = error_response(exc.status, exc.code, exc.message)
         if exc.status == 401:
@@ -81,7 +86,7 @@ def register_error_handlers(app: Flask) -> None:
         if status == 413:
             limit = current_app.config["KB_SETTINGS"].max_upload_mb
             message = f"the request body is over the {limit} MiB limit (KB_MAX_UPLOAD_MB)"
-        if request.path.startswith("/api/") or request.path == "/api":
+        if _for_programs():
             response = error_response(status, HTTP_CODES.get(status, OTHER_HTTP), message)
             if status == 405 and getattr(exc, "valid_methods", None):
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
@@ -100,6 +105,6 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if request.path.startswith("/api/"):
+        if _for_programs():
             return error_response(500, "internal_error", "the server failed to answer; the error is logged")
         return render_template("error.html", status=500, message="The server failed to answer."), 500

@@ -124,9 +124,10 @@ def spec() -> dict[str, Any]:
         "/api/documents/{doc_id}": {
             "parameters": [doc_id],
             "get": {
-                "summary": "One document with its full text",
+                "summary": "One document with its full text (and, with around, the passages around an offset)",
+                "parameters": _query_parameters(schemas.DocumentView),
                 "security": read_security,
-                "responses": {"200": _json(schemas.DocumentFull, "The document."), **_errors(401, 404, 429, 503)},
+                "responses": {"200": _json(schemas.DocumentFull, "The document."), **_errors(400, 401, 404, 429, 503)},
             },
             "delete": {
                 "summary": "Delete a document",

@@ -25,6 +25,7 @@ from web.errors import ApiError
 from web.params import parse_filters_json
 
 MAX_PER_PAGE = 100
+MAX_WINDOW = 10  # passages each side of the one a document view is asked around
 
 Model = TypeVar("Model", bound=BaseModel)
 # What str.strip() removes, spelled out: regex engines disagree on \s (\x1c-\x1f, \x85, \ufeff),
@@ -200,6 +201,15 @@ class DocumentBody(BaseModel):
         return raw
 
 
+def _whole_parameter(model: type[BaseModel], raw: Any, info: ValidationInfo, low: int, most: int) -> Any:
+    """A query-string number of a GET model: digits only, ``low`` to ``most``; left out, the field's default."""
+    if raw is None:
+        return model.model_fields[info.field_name].default
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not low <= int(raw) <= most:
+        raise ApiError(f"invalid_{info.field_name}", f"{info.field_name} must be a whole number from {low} to {most}")
+    return int(raw)
+
+
 class DocumentPage(BaseModel):
     """GET /api/documents."""
 
@@ -210,12 +220,22 @@ class DocumentPage(BaseModel):
     @field_validator("page", "per_page", mode="before")
     @classmethod
     def _whole(cls, raw: Any, info: ValidationInfo) -> Any:
-        if raw is None:
-            return cls.model_fields[info.field_name].default
-        most = 10**9 if info.field_name == "page" else MAX_PER_PAGE
-        if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 10 or not 1 <= int(raw) <= most:
-            raise ApiError(f"invalid_{info.field_name}", f"{info.field_name} must be a whole number from 1 to {most}")
-        return int(raw)
+        return _whole_parameter(cls, raw, info, 1, 10**9 if info.field_name == "page" else MAX_PER_PAGE)
+
+
+class DocumentView(BaseModel):
+    """GET /api/documents/{doc_id}: with ``around`` (a character offset, e.g. a result's ``start``), also the
+    passages around it."""
+
+    model_config = ConfigDict(extra="ignore")
+    around: Optional[int] = Field(None, ge=0, le=10**9, description=(
+        "A character offset in the document (a result's start): answer also with the passages around it."))
+    window: int = Field(1, ge=0, le=MAX_WINDOW, description="Passages each side of the one holding around.")
+
+    @field_validator("around", "window", mode="before")
+    @classmethod
+    def _whole(cls, raw: Any, info: ValidationInfo) -> Any:
+        return _whole_parameter(cls, raw, info, 0, 10**9 if info.field_name == "around" else MAX_WINDOW)
 
 
 # ---- responses: kb's own shapes (kb/schemas.py) ----------------------------------------------

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from pydantic import BaseModel
 
@@ -43,10 +43,17 @@ class ClientError(KbError):
         self.status = status
 
 
+Transport = Callable[[str, str, Optional[bytes], dict], tuple[int, bytes]]
+"""(method, path with its query, body, headers) -> (status, body): how a request reaches the server."""
+
+
 class Client:
-    def __init__(self, base_url: str, key: str | None = None, timeout: float = 60.0, wait: float = 60.0) -> None:
+    def __init__(self, base_url: str, key: str | None = None, timeout: float = 60.0, wait: float = 60.0,
+                 transport: Transport | None = None) -> None:
+        """``transport``: over HTTP (urllib) when None; web/mcp.py passes one that calls the app in process."""
         self.base_url = base_url.rstrip("/")
         self.key, self.timeout, self.wait = key, timeout, wait
+        self.transport = transport or self._urllib
 
     # ---- reading ---------------------------------------------------------------------------------
 
@@ -65,8 +72,11 @@ class Client:
             body["filters"] = filters
         return self._call("POST", "/api/search", SearchAnswer, body)
 
-    def get(self, doc_id: str) -> DocumentFull:
-        return self._call("GET", f"/api/documents/{urllib.parse.quote(doc_id, safe='')}", DocumentFull)
+    def get(self, doc_id: str, around: int | None = None, window: int = 1) -> DocumentFull:
+        """A document with its text; with ``around`` (a character offset, e.g. a result's ``start``), also its
+        ``window``: the passage holding that offset and ``window`` passages each side."""
+        query = "?" + urllib.parse.urlencode({"around": around, "window": window}) if around is not None else ""
+        return self._call("GET", f"/api/documents/{urllib.parse.quote(doc_id, safe='')}{query}", DocumentFull)
 
     def list(self, page: int = 1, per_page: int = 20) -> DocumentList:
         return self._call("GET", "/api/documents?" + urllib.parse.urlencode({"page": page, "per_page": per_page}),
@@ -112,17 +122,20 @@ class Client:
             headers["Content-Type"] = "application/json"
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
+        status, raw = self.transport(method, path, data, headers)
+        try:
+            return status, json.loads(raw or b"null")
+        except ValueError:
+            return status, {"error": {"code": "http_error", "message": raw.decode("utf-8", "replace")[:200]
+                                      or f"{method} {path} answered {status}"}}
+
+    def _urllib(self, method: str, path: str, data: bytes | None, headers: dict) -> tuple[int, bytes]:
         request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.status, json.loads(response.read() or b"null")
+                return response.status, response.read()
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                return exc.code, json.loads(raw)
-            except ValueError:
-                return exc.code, {"error": {"code": "http_error", "message": raw.decode("utf-8", "replace")[:200]
-                                            or f"{method} {path} answered {exc.code}"}}
+            return exc.code, exc.read()
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ClientError(0, "unreachable", f"kb at {self.base_url} is unreachable: {reason}") from None

@@ -134,6 +134,26 @@ def test_documents_are_listed_with_pages_and_passage_counts(make_client):
     assert client.get("/api/documents", query_string={"per_page": 0}).status_code == 400
 
 
+def test_a_document_read_around_an_offset_comes_with_the_passages_around_it(make_client):
+    client, _ = make_client()
+    seed = "/api/documents/astana-times-runde-interview.txt"
+    whole = client.get(seed).get_json()
+    assert "window" not in whole
+    hit = client.get("/api/search", query_string={"q": "Jackson-Vanik amendment", "k": 1}).get_json()["results"][0]
+    ordinal = hit["passage"]["ordinal"]
+    window = client.get(seed, query_string={"around": hit["start"], "window": 2}).get_json()["window"]
+    assert [p["ordinal"] for p in window] == list(range(max(0, ordinal - 2), min(whole["passages"], ordinal + 3)))
+    assert all(p["text"] == whole["text"][p["start"]:p["end"]] for p in window)
+    alone = client.get(seed, query_string={"around": hit["start"], "window": 0}).get_json()["window"]
+    assert [(p["start"], p["end"]) for p in alone] == [(hit["start"], hit["end"])]
+    last = client.get(seed, query_string={"around": whole["characters"] - 1}).get_json()["window"]
+    assert [p["ordinal"] for p in last] == [whole["passages"] - 2, whole["passages"] - 1]
+    for query, code in (({"around": whole["characters"]}, "invalid_around"), ({"around": "-1"}, "invalid_around"),
+                        ({"around": "abc"}, "invalid_around"), ({"around": 0, "window": 11}, "invalid_window")):
+        refused = client.get(seed, query_string=query)
+        assert refused.status_code == 400 and refused.get_json()["error"]["code"] == code, query
+
+
 def test_filters_apply_before_ranking(make_client):
     client, _ = make_client(api_key=KEY)
     for n, (topic, date) in enumerate([("aviation", "2024-01-10"), ("aviation", "2024-03-05"),
