@@ -17,6 +17,7 @@ from web.contract import contract
 from web.documents import documents
 from web.errors import register_error_handlers
 from web.loading import Loading
+from web.mcp import mcp
 from web.pages import pages
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, base: kb.KnowledgeBase | None =
     app.register_blueprint(contract)
     app.register_blueprint(api, url_prefix="/api")
     app.register_blueprint(documents, url_prefix="/api")
+    app.register_blueprint(mcp)
     register_error_handlers(app)
     _limit_rates(app, settings)
 
