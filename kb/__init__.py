@@ -18,7 +18,7 @@ export and import, backup) and kb.evaluation. docs/python.md describes this API.
 from __future__ import annotations
 
 import threading
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 from kb.errors import DocumentError, KbError, StoreProblem
 from kb.settings import Settings
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from kb.ingestion.sync import BuildReport
     from kb.ingestion.transfer import ImportReport
     from kb.ingestion.watch import FolderWatch
+    from kb.insights.log import QueryLogger
     from kb.search.pipeline import Answer
     from kb.stores.base import Store, StoredDocument
     from kb.stores.filters import Filters
@@ -56,6 +57,7 @@ class KnowledgeBase:
         self._library = None
         self._lock = threading.RLock()  # the library asks for the searcher while it holds it
         self.watching: "FolderWatch | None" = None
+        self._queries: "QueryLogger | None" = None
 
     # ---- the parts, loaded on first use ---------------------------------------------------------
 
@@ -145,6 +147,44 @@ class KnowledgeBase:
         held = max((ordinal for ordinal, (start, _) in enumerate(spans) if start <= at), default=0)
         return [(ordinal, *spans[ordinal]) for ordinal in range(max(0, held - window), min(len(spans), held + window + 1))]
 
+    # ---- insights -------------------------------------------------------------------------------------
+
+    @property
+    def queries(self) -> "QueryLogger":
+        """The query log (KB_QUERY_LOG): what the server and the page record, and what the reports read."""
+        with self._lock:
+            if self._queries is None:
+                from kb.insights.log import QueryLogger
+                from kb.stores import store_class
+
+                self._queries = QueryLogger(self.settings, lambda: store_class(self.settings).query_log(self.settings))
+            return self._queries
+
+    def insights(self, days: int = 30) -> dict[str, Any]:
+        """The insights report for the last ``days`` days (kb/insights/report.py), with every search made so far."""
+        import time
+
+        from kb.insights.report import report
+
+        self.queries.flush()
+        since = time.time() - (days + 1) * 86400
+        store = self.store
+
+        def passage(doc_id: str, start: int, end: int) -> str | None:
+            document = store.document(doc_id)
+            return document.text[start:end] if document is not None else None
+
+        return report(self.queries.log.searches(since), self.queries.log.clicks(since), self._titles(), passage, days)
+
+    def _titles(self) -> Iterator[tuple[str, str]]:
+        offset = 0
+        while True:
+            _, page = self.store.documents(offset, 1000)
+            yield from ((document.id, document.title) for document in page)
+            if len(page) < 1000:
+                return
+            offset += 1000
+
     def list(self, offset: int = 0, limit: int = 20) -> tuple[int, list["StoredDocument"]]:
         """(how many documents there are, ``limit`` of them by id from ``offset``, without their text)."""
         return self.store.documents(offset, limit)
@@ -222,6 +262,8 @@ class KnowledgeBase:
     def close(self) -> None:
         if self.watching is not None:
             self.watching.stop()
+        if self._queries is not None:
+            self._queries.close()
         if self._searcher is not None:
             self._searcher.store.close()
 

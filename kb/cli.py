@@ -126,6 +126,11 @@ def make_parser() -> argparse.ArgumentParser:
                       help="set aside (FAISS) or replace (PostgreSQL) documents the backup does not hold alike")
     back.set_defaults(run=_restore)
 
+    insights = sub.add_parser("insights", help="what people ask, what kb cannot answer, what is cited (the query log)")
+    insights.add_argument("--days", type=int, default=30, help="the last N days, today included (default 30)")
+    insights.add_argument("--json", action="store_true", help="print the report as one JSON object (/api/insights)")
+    insights.set_defaults(run=_insights)
+
     db = sub.add_parser("db", help="KB_STORE=postgres: create, upgrade or drop kb's tables; run a local PostgreSQL")
     db.add_argument("action", choices=("init", "migrate", "status", "reset", "start-local", "stop-local"),
                     help="init: create the tables (idempotent); migrate: apply missing schema versions; status: "
@@ -293,6 +298,19 @@ def _remove(args: argparse.Namespace, settings: Settings) -> int:
             report = base.delete(doc_id)
             print(f"removed {doc_id}", file=sys.stderr)
     return _report(report, args.json)
+
+
+def _insights(args: argparse.Namespace, settings: Settings) -> int:
+    import kb
+    from kb.insights.report import MAX_DAYS, text
+
+    if not 1 <= args.days <= MAX_DAYS:
+        print(f"kb: --days must be from 1 to {MAX_DAYS}, got {args.days}", file=sys.stderr)
+        return EXIT_FAILED
+    with kb.open(settings) as base:
+        insights = base.insights(args.days)
+    print(json.dumps(insights) if args.json else text(insights))
+    return 0
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:

@@ -155,3 +155,78 @@ class Added(BaseModel):
 class Deleted(BaseModel):
     deleted: str
     index: IndexSummary
+
+
+# ---- insights (kb/insights/report.py) ----------------------------------------------------------------
+
+class QueryGroup(BaseModel):
+    query: str = Field(description="The group's most frequent wording.")
+    count: int = Field(description="Searches in the group: its wordings differ in case, punctuation, word forms.")
+    wordings: int
+    unanswered: int = Field(description="Of them, searches with no confident answer.")
+    last: str = Field(description="When it was last asked (UTC).")
+
+
+class NearestPassage(BaseModel):
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    score: float
+    text: Optional[str] = Field(description="The passage's text; null when the document is gone.")
+
+
+class UnansweredGroup(BaseModel):
+    query: str
+    count: int = Field(description="Searches of the group with no confident answer.")
+    last: str
+    nearest: list[NearestPassage] = Field(description="The nearest passages of its latest search.")
+
+
+class ClickStats(BaseModel):
+    page_searches: int = Field(description="Questions asked on the search page (settled).")
+    clicked_searches: int = Field(description="Of them, those after which a result was opened.")
+    clicks: int
+    click_through_rate: Optional[float] = Field(description="clicked_searches / page_searches; null with none.")
+    mean_rank_clicked: Optional[float]
+
+
+class CitedDocument(BaseModel):
+    doc_id: str
+    title: str
+    count: int = Field(description="Searches it was among the results of.")
+
+
+class DocumentRef(BaseModel):
+    doc_id: str
+    title: str
+
+
+class NeverCited(BaseModel):
+    count: int
+    documents: list[DocumentRef] = Field(description="The first of them, by id.")
+
+
+class DayCount(BaseModel):
+    day: str
+    queries: int
+    unanswered: int
+
+
+class Insights(BaseModel):
+    days: int
+    since: str
+    until: str
+    searches: int
+    groups: int
+    unanswered_searches: int
+    top_queries: list[QueryGroup]
+    unanswered: list[UnansweredGroup] = Field(description="Questions kb could not answer: documents to write.")
+    clicks: ClickStats
+    most_cited: list[CitedDocument]
+    never_cited: NeverCited
+    per_day: list[DayCount]
+
+
+class EventKept(BaseModel):
+    kept: bool = Field(description="False when the server holds no question with that id (or the log is off).")

@@ -21,6 +21,7 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 WRITE_EMBEDDINGS = ("process", "inline")
 STORES = ("faiss", "postgres")
 WATCH_MODES = ("on", "off", "poll")
+QUERY_LOGS = ("page", "on", "off")
 SENTENCE_FORMATS = ("float16", "int8")  # how sentence vectors are packed (kb/stores/sentence_vectors.py)
 PG_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,50}$")  # room for kb's own suffixes within PostgreSQL's 63
 
@@ -161,6 +162,17 @@ class Settings:
         "A file changed more recently than this is left until it has been quiet that long (a file still being "
         "copied is read once, whole).",
     )
+    query_log: str = _setting(
+        "page", "KB_QUERY_LOG",
+        "Which searches the query log keeps, for insights (`kb insights`, /insights): page (the search page's: what "
+        "people ask, not what scripts send), on (the page's and the API's, MCP included) or off. No address or key is "
+        "kept. It lives with the record (beside corpus/.kb on FAISS, a table on PostgreSQL), never in the index.",
+    )
+    query_log_days: int = _setting(90, "KB_QUERY_LOG_DAYS", "Days the query log keeps a search or a click.")
+    query_log_keyed: str = _setting(
+        "off", "KB_QUERY_LOG_KEYED",
+        "KB_QUERY_LOG=on: whether API searches that present a key (a script's) are kept too: on or off.",
+    )
     sentence_vectors: str = _setting(
         "float16", "KB_SENTENCE_VECTORS",
         "How sentence vectors (for highlights) are stored: float16, or int8 (half the bytes; see benchmarks/README.md for "
@@ -260,6 +272,12 @@ class Settings:
             raise ValueError(f"KB_WATCH_POLL_SECONDS must be more than 0, got {self.watch_poll_seconds}")
         if self.watch_rescan_seconds < 0 or self.watch_settle_seconds < 0:
             raise ValueError("KB_WATCH_RESCAN_SECONDS and KB_WATCH_SETTLE_SECONDS must not be negative")
+        if self.query_log not in QUERY_LOGS:
+            raise ValueError(f"KB_QUERY_LOG must be one of {', '.join(QUERY_LOGS)}, got {self.query_log!r}")
+        if self.query_log_keyed not in ("on", "off"):
+            raise ValueError(f"KB_QUERY_LOG_KEYED must be on or off, got {self.query_log_keyed!r}")
+        if self.query_log_days < 1:
+            raise ValueError(f"KB_QUERY_LOG_DAYS must be at least 1, got {self.query_log_days}")
         return self
 
     @property

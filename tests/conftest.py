@@ -36,7 +36,8 @@ def seed_settings(tmp_path_factory):
     from kb.settings import Settings
 
     index_dir = tmp_path_factory.mktemp("seed-index")
-    return Settings.from_env(environ={}, corpus_dir=SEED_CORPUS, index_dir=index_dir)
+    # The query log would live in the repository's corpus/.kb/: off for everything over the seed corpus itself.
+    return Settings.from_env(environ={}, corpus_dir=SEED_CORPUS, index_dir=index_dir, query_log="off")
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,10 @@ from web.assets import assets
 from web.contract import contract
 from web.documents import documents
 from web.errors import register_error_handlers
+from web.insights import insights
 from web.loading import Loading
 from web.mcp import mcp
+from web.metrics import Metrics
 from web.pages import pages
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ def create_app(settings: Settings | None = None, base: kb.KnowledgeBase | None =
     app.register_blueprint(api, url_prefix="/api")
     app.register_blueprint(documents, url_prefix="/api")
     app.register_blueprint(mcp)
+    app.register_blueprint(insights)
+    app.extensions["kb_metrics"] = Metrics(app)
     register_error_handlers(app)
     _limit_rates(app, settings)
 
@@ -63,11 +67,12 @@ def create_app(settings: Settings | None = None, base: kb.KnowledgeBase | None =
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         # One line per request; the path only (no query string, no headers: never a key).
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
         request_log.info("%s %s %d", request.method, request.path, response.status_code, extra={
             "method": request.method, "path": request.path, "status": response.status_code,
-            "latency_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
-            "results": g.get("result_count"),
+            "latency_ms": round(seconds * 1000, 2), "results": g.get("result_count"),
         })
+        app.extensions["kb_metrics"].observe(seconds, response.status_code)
         return response
 
     if base is not None:

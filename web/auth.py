@@ -9,6 +9,11 @@ from flask import current_app, request
 from web.errors import ApiError
 
 
+def presented_key() -> str | None:
+    """The bearer token the request presents, if any (which key it is is not asked)."""
+    return _presented()
+
+
 def _presented() -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -58,10 +58,7 @@ def get_document(doc_id: str):
     if document is None:
         raise ApiError("not_found", f"no document with id {doc_id!r}")
     body = {**_brief(document), "text": document.text}
-    if view.around is not None:
-        if view.around >= max(document.length, 1):
-            raise ApiError("invalid_around", f"around must be a character offset in the document, "
-                                             f"0 to {max(document.length - 1, 0):,}, got {view.around:,}")
+    if view.around is not None:  # past the end: the last passages
         body["window"] = [{"ordinal": ordinal, "start": start, "end": end, "text": document.text[start:end]}
                           for ordinal, start, end in base.around(doc_id, view.around, view.window)]
     return jsonify(body)

@@ -21,7 +21,7 @@ STATUS = {
     **dict.fromkeys(("missing_query", "blank_query", "query_too_long", "invalid_query", "invalid_k", "k_out_of_range",
                      "invalid_mode", "invalid_offset", "offset_out_of_range", "malformed_json", "invalid_body",
                      "unknown_field", "missing_field", "invalid_parameter", "invalid_filter", "invalid_date",
-                     "invalid_page", "invalid_per_page", "invalid_around", "invalid_window", "invalid_document", "invalid_id", "missing_file",
+                     "invalid_page", "invalid_per_page", "invalid_around", "invalid_window", "invalid_event", "invalid_days", "invalid_document", "invalid_id", "missing_file",
                      "invalid_name", "name_too_long", "bad_request"), 400),
     "unauthorized": 401,
     "writes_disabled": 403,

@@ -136,6 +136,23 @@ def spec() -> dict[str, Any]:
                               **_errors(400, 401, 403, 404, 409, 429, 503, 507)},
             },
         },
+        "/api/insights": {
+            "get": {
+                "summary": "Insights: top questions, the ones kb could not answer, clicks, citations, per day",
+                "description": "From the query log (KB_QUERY_LOG); docs/operations.md, \"Insights and metrics\".",
+                "parameters": _query_parameters(schemas.InsightsWindow),
+                "security": read_security,
+                "responses": {"200": _json(schemas.Insights, "The report."), **_errors(400, 401, 429, 503)},
+            },
+        },
+        "/api/events": {
+            "post": {
+                "summary": "The search page's beacon: a question settled, or a result was opened",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(schemas.EventBody)}}},
+                "security": read_security,
+                "responses": {"202": _json(schemas.EventKept, "Taken."), **_errors(400, 401, 413, 415, 429, 503)},
+            },
+        },
         "/openapi.json": {"get": {"summary": "This description", "responses": {"200": {
             "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     }

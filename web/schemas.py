@@ -10,14 +10,35 @@ naming the field (see `validated`).
 
 from __future__ import annotations
 
-from typing import Any, Optional, TypeVar, Union
+from typing import Annotated, Any, Literal, Optional, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from kb.documents.document import ID_PATTERN
 from kb.documents.readers import parse_record
 from kb.errors import UnreadableDocument
-from kb.schemas import Added, Deleted, DocumentFull, DocumentList, Error, Health, Mode, SearchAnswer
+from kb.insights.report import MAX_DAYS
+from kb.schemas import (
+    Added,
+    Deleted,
+    DocumentFull,
+    DocumentList,
+    Error,
+    EventKept,
+    Health,
+    Insights,
+    Mode,
+    SearchAnswer,
+)
 from kb.search.pipeline import DEFAULT_K, MAX_K, MAX_OFFSET, MAX_QUERY_CHARS
 from kb.settings import MODES
 from kb.stores.filters import DATE_PATTERN, check_date
@@ -238,7 +259,56 @@ class DocumentView(BaseModel):
         return _whole_parameter(cls, raw, info, 0, 10**9 if info.field_name == "around" else MAX_WINDOW)
 
 
+class InsightsWindow(BaseModel):
+    """GET /api/insights and /insights."""
+
+    model_config = ConfigDict(extra="ignore")
+    days: int = Field(30, ge=1, le=MAX_DAYS, description="The last N days, today included.")
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _whole(cls, raw: Any, info: ValidationInfo) -> Any:
+        return _whole_parameter(cls, raw, info, 1, MAX_DAYS)
+
+
+def _json_whole(raw: Any) -> Any:
+    """JSON Schema counts 4.0 as an integer: take it as 4 (a bool stays a bool, and strict fields refuse it)."""
+    return int(raw) if isinstance(raw, float) and raw.is_integer() and abs(raw) < 2**53 else raw
+
+
+class SearchEvent(BaseModel):
+    """A question asked on the page settled (its answer stayed, Enter, or the page was left)."""
+
+    model_config = ConfigDict(extra="forbid")
+    event: Literal["search"]
+    query_id: int = Field(ge=0, lt=2**53, strict=True, description="The id the page's answer carries (data-query-id).")
+
+    @field_validator("query_id", mode="before")
+    @classmethod
+    def _whole(cls, raw: Any) -> Any:
+        return _json_whole(raw)
+
+
+class ClickEvent(BaseModel):
+    """A result was opened."""
+
+    model_config = ConfigDict(extra="forbid")
+    event: Literal["click"]
+    query_id: int = Field(ge=0, lt=2**53, strict=True, description="The id the page's answer carries (data-query-id).")
+    rank: int = Field(ge=1, le=10_000, strict=True, description="The opened result's rank.")
+    doc_id: str = Field(min_length=1, max_length=1000, description="Its document's id.")
+
+    @field_validator("query_id", "rank", mode="before")
+    @classmethod
+    def _whole(cls, raw: Any) -> Any:
+        return _json_whole(raw)
+
+
+class EventBody(RootModel[Annotated[Union[SearchEvent, ClickEvent], Field(discriminator="event")]]):
+    """POST /api/events: the search page's beacon."""
+
+
 # ---- responses: kb's own shapes (kb/schemas.py) ----------------------------------------------
 
-RESPONSE_MODELS = (Error, SearchAnswer, Health, DocumentList, DocumentFull, Added, Deleted)
-REQUEST_MODELS = (SearchBody, DocumentBody)
+RESPONSE_MODELS = (Error, SearchAnswer, Health, DocumentList, DocumentFull, Added, Deleted, Insights, EventKept)
+REQUEST_MODELS = (SearchBody, DocumentBody, EventBody)

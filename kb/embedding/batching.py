@@ -41,6 +41,11 @@ class MicroBatcher:
         self.batches = 0  # forward passes made, and texts embedded by them (for benchmarks)
         self.texts = 0
 
+    @property
+    def waiting(self) -> int:
+        """Items queued and not yet taken into a batch."""
+        return len(self._queue)
+
     def encode(self, text: Any) -> Any:
         slot = _Slot(text)
         with self._cond:

@@ -55,6 +55,11 @@ class Library:
         return self._writer.texts
 
     @property
+    def queued(self) -> int:
+        """Writes waiting for the writer (for /metrics)."""
+        return self._writer.waiting
+
+    @property
     def store(self) -> Store:
         """The store written to now (a server's follows a rebuild)."""
         return self._store()

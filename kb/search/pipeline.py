@@ -90,6 +90,8 @@ class Searcher:
         # Answers keyed by the store's version too: a write makes every cached answer stale at once.
         self._answers: OrderedDict[tuple, Answer] = OrderedDict()
         self._answers_lock = threading.Lock()
+        self.answered = 0  # answers given, and how many of them came from the cache (for /metrics)
+        self.cache_hits = 0
 
     def search(self, query: str, k: int = DEFAULT_K, mode: str | None = None) -> list[Hit]:
         return self.answer(query, k, mode).hits
@@ -103,8 +105,10 @@ class Searcher:
         with self.store.snapshot() as snapshot:
             key = (snapshot.version, query, k, mode, highlights, filters, offset)
             with self._answers_lock:
+                self.answered += 1
                 cached = self._answers.get(key)
                 if cached is not None:
+                    self.cache_hits += 1
                     self._answers.move_to_end(key)
                     return cached
             answer = self._answer(snapshot, query, k, mode, highlights, filters, offset)

@@ -26,6 +26,7 @@ EXACT_FILTER_LIMIT = 20_000
 if TYPE_CHECKING:
     from kb.documents.document import Document
     from kb.settings import Settings
+    from kb.stores.querylog import QueryLog
     from kb.stores.record import Record
 
 
@@ -213,6 +214,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def build_lock(cls, settings: "Settings") -> ContextManager[None]:
         """Held by `kb build` (and a server's start-up sync): one at a time per store."""
+
+    @classmethod
+    @abc.abstractmethod
+    def query_log(cls, settings: "Settings") -> "QueryLog":
+        """Where this store keeps the query log (kb/stores/querylog.py): with its record, never in the index."""
+
+    def facts(self) -> list[tuple[str, dict[str, str], float]]:
+        """Gauges for /metrics beyond counts, as (name without kb_, labels, value): what this kind of store can
+        tell (the index's age; on PostgreSQL, its pools and a standby's lag)."""
+        return []
 
     @classmethod
     @abc.abstractmethod

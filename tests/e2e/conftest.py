@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -56,7 +57,10 @@ def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=
 
     With ``flags``, where it listens and what it reads come as its documented flags rather than KB_* variables."""
     port = free_port()
-    env = {**os.environ, "KB_CORPUS_DIR": str(corpus_dir), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    # The query log lives in the corpus folder's .kb/ (FAISS): off unless a test asks, so that servers over the
+    # repository's own corpus/ write nothing into it.
+    env = {**os.environ, "KB_CORPUS_DIR": str(corpus_dir), "HF_HUB_OFFLINE": "1", "KB_QUERY_LOG": "off",
+           **(extra_env or {})}
     if flags:
         argv = ["--host", "127.0.0.1", "--port", str(port), "--threads", "4", "--log-json", "-v",
                 "--index-dir", str(index_dir), "--model", "all-MiniLM-L6-v2"]
@@ -86,6 +90,19 @@ def start_server(index_dir, log_path, extra_env=None, timeout=180.0, corpus_dir=
     raise RuntimeError(f"kb serve did not answer within {timeout}s:\n{server.output()}")
 
 
+def server_on_a_copy(tmp_path_factory, name: str, extra_env: dict | None = None, ready: bool = True) -> Server:
+    """A `kb serve` on a copy of the seed corpus of its own (a test that writes, or counts what it logs);
+    ``server.folder`` holds corpus/, index/ and server.log."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp(name)
+    shutil.copytree(SEED_CORPUS, folder / "corpus", ignore=shutil.ignore_patterns(".kb"))  # the seed document alone
+    server = start_server(folder / "index", folder / "server.log", corpus_dir=folder / "corpus", ready=ready,
+                          extra_env=extra_env)
+    server.folder = folder
+    return server
+
+
 @pytest.fixture(scope="session")
 def server(seed_settings, seed_index, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
@@ -93,3 +110,63 @@ def server(seed_settings, seed_index, tmp_path_factory):
     yield server
     server.stop()
     print(f"\n--- kb serve output ---\n{server.output()[-3000:]}")
+
+
+# ---- a real browser: Debian's Chromium driven by Playwright (test_browser.py, test_insights.py) ----------------
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+AXE = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+class Page:
+    """One browser tab in a fresh context, with its console errors (a CSP violation is one) collected;
+    the browser's own line for each 4xx/5xx or failed request is left out (those states are tested)."""
+
+    def __init__(self, browser, **options) -> None:
+        self.context = browser.new_context(**options)
+        self.tab = self.context.new_page()
+        self.errors: list[str] = []
+        self.tab.on("console", lambda message: message.type == "error"
+                    and not message.text.startswith("Failed to load resource") and self.errors.append(message.text))
+        self.tab.on("pageerror", lambda error: self.errors.append(str(error)))
+
+
+@pytest.fixture()
+def open_page(browser):
+    made = []
+
+    def _open(**options):
+        made.append(Page(browser, **options))
+        return made[-1]
+
+    yield _open
+    for page in made:
+        page.context.close()
+    for page in made:
+        assert not page.errors, page.errors
+
+
+def accessible(tab, name: str) -> None:
+    """axe-core's WCAG 2.1 A/AA and best-practice rules: no serious or critical violation; a screenshot."""
+    assert AXE.exists(), f"{AXE} is missing: `make install-test` installs it (npm ci in tests/e2e/axe)"
+    tab.evaluate(AXE.read_text())  # through DevTools, so the page's CSP stays as it is
+    result = tab.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})")
+    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
+           if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{name}: {bad}"
+    assert result["passes"], "axe-core ran no rule at all"
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"))

@@ -14,25 +14,19 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from kb.evaluation.questions import load_questions
 from tests.conftest import SEED_CORPUS, SEED_QUESTIONS
-from tests.e2e.conftest import start_server
+from tests.e2e.conftest import ARTIFACTS, accessible, start_server
 
 pytestmark = pytest.mark.browser  # skipped, loudly, where Chromium is not installed (tests/conftest.py)
 
 QUESTIONS = load_questions(SEED_QUESTIONS)
 QUESTION = QUESTIONS[0]
 OFF_TOPIC = "How do I reset my router password?"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-AXE = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
-ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 ANSWER_TIMEOUT = 30_000  # ms; generous for a busy CI machine (the latency is measured, not asserted)
 
 # Records, from outside the page's script, when the last key went down and when the summary of
@@ -47,55 +41,6 @@ WATCH = """question => {
     }
   }).observe(document.body, {childList: true, subtree: true, characterData: true});
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
-
-
-class Page:
-    """One browser tab in a fresh context, with its console errors (a CSP violation is one) collected;
-    the browser's own line for each 4xx/5xx or failed request is left out (those states are tested)."""
-
-    def __init__(self, browser, **options) -> None:
-        self.context = browser.new_context(**options)
-        self.tab = self.context.new_page()
-        self.errors: list[str] = []
-        self.tab.on("console", lambda message: message.type == "error"
-                    and not message.text.startswith("Failed to load resource") and self.errors.append(message.text))
-        self.tab.on("pageerror", lambda error: self.errors.append(str(error)))
-
-
-@pytest.fixture()
-def open_page(browser):
-    made = []
-
-    def _open(**options):
-        made.append(Page(browser, **options))
-        return made[-1]
-
-    yield _open
-    for page in made:
-        page.context.close()
-    for page in made:
-        assert not page.errors, page.errors
-
-
-def accessible(tab, name: str) -> None:
-    """axe-core's WCAG 2.1 A/AA and best-practice rules: no serious or critical violation; a screenshot."""
-    assert AXE.exists(), f"{AXE} is missing: `make install-test` installs it (npm ci in tests/e2e/axe)"
-    tab.evaluate(AXE.read_text())  # through DevTools, so the page's CSP stays as it is
-    result = tab.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})")
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-           if v["impact"] in ("serious", "critical")]
-    assert not bad, f"{name}: {bad}"
-    assert result["passes"], "axe-core ran no rule at all"
-    ARTIFACTS.mkdir(exist_ok=True)
-    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 def type_question(tab, text: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
@@ -10,8 +9,8 @@ import pytest
 
 from kb.client import Client, ClientError
 from kb.schemas import SearchAnswer
-from tests.conftest import SEED_CORPUS, free_port
-from tests.e2e.conftest import start_server
+from tests.conftest import free_port
+from tests.e2e.conftest import server_on_a_copy
 
 KEY = "client-key"
 QUESTION = "Has an American president ever visited Kazakhstan?"
@@ -20,10 +19,8 @@ QUESTION = "Has an American president ever visited Kazakhstan?"
 @pytest.fixture(scope="module")
 def writable(tmp_path_factory):
     """A server on its own copy of the seed corpus, with a write key; started without waiting for it to load."""
-    folder = tmp_path_factory.mktemp("client")
-    shutil.copytree(SEED_CORPUS, folder / "corpus")
-    server = start_server(folder / "index", folder / "server.log", corpus_dir=folder / "corpus", ready=False,
-                          extra_env={"KB_API_KEY": KEY, "KB_WRITE_RATE_LIMIT": "off"})
+    server = server_on_a_copy(tmp_path_factory, "client", {"KB_API_KEY": KEY, "KB_WRITE_RATE_LIMIT": "off"},
+                              ready=False)
     yield server
     server.stop()
 

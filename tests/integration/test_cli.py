@@ -155,6 +155,8 @@ def test_every_command_runs_with_every_documented_flag(tmp_path, capsys, embedde
         ([], ["export", *index]),
         ([], ["import", str(exported), "-v", *index]),
         ([], ["import", "-", *index]),
+        ([], ["insights", "--days", "7", "--json", "-v", *index]),
+        ([], ["insights", *index]),
         ([], ["backup", str(backed), "-v", *index]),
         ([("KB_CORPUS_DIR", str(other))], ["restore", str(backed), "-v", "--index-dir", str(tmp_path / "restored"),
                                            "--model", "all-MiniLM-L6-v2"]),
@@ -195,6 +197,7 @@ def test_every_command_runs_with_every_documented_flag(tmp_path, capsys, embedde
         assert ran.code == 0 and ran.out.startswith("1. ["), (ran.out, ran.err[-2000:])
         used["search"].update(arg for arg in argv if arg.startswith("-"))
     finally:
+        http.task_dispatcher.shutdown()  # its threads finish what they serve before the sockets close under them
         http.close()
         base.close()
     # kb serve and kb mcp cannot run in this process: their flags are used on real ones by tests/e2e/test_serve.py

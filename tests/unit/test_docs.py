@@ -40,7 +40,7 @@ def raised_codes() -> set[str]:
     """Every error code the code can answer with: ApiError and DocumentError calls, kb.errors' own codes."""
     from kb import errors
     from web.errors import HTTP_CODES, OTHER_HTTP
-    from web.schemas import DocumentPage, DocumentView
+    from web.schemas import DocumentPage, DocumentView, InsightsWindow
 
     codes: set[str] = set()
     for path in [*(REPO / "kb").rglob("*.py"), *(REPO / "web").rglob("*.py")]:
@@ -52,7 +52,8 @@ def raised_codes() -> set[str]:
                     codes.add(code.value)
                 elif isinstance(code, ast.JoinedStr):  # invalid_{name} and {name}_out_of_range of k, offset, paging
                     template = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in code.values)
-                    codes.update(template.format(field) for field in ("k", "offset", *DocumentPage.model_fields, *DocumentView.model_fields)
+                    codes.update(template.format(field) for field in ("k", "offset", *DocumentPage.model_fields, *DocumentView.model_fields,
+                                                                       *InsightsWindow.model_fields)
                                  if template.format(field) in STATUS_CODES())
     codes.update(cls.code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.KbError)
                  and cls.code not in ("kb_error",))

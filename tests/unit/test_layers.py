@@ -6,7 +6,7 @@ from tests.conftest import REPO
 
 # Lowest first. A module may import its own package and any package of a lower rank, never a higher one.
 RANKS = {"kb.settings": 0, "kb.errors": 0, "kb.schemas": 0, "kb.client": 1, "kb.documents": 1, "kb.stores": 2,
-         "kb.embedding": 3, "kb.search": 4, "kb.ingestion": 5, "kb.evaluation": 6, "kb": 7, "kb.agents": 8, "kb.cli": 9}
+         "kb.embedding": 3, "kb.search": 4, "kb.ingestion": 5, "kb.evaluation": 6, "kb.insights": 6, "kb": 7, "kb.agents": 8, "kb.cli": 9}
 
 
 def part(module: str) -> str:

@@ -109,6 +109,40 @@
     history.replaceState(null, "", data.toString() ? "/?" + data : "/");
   }
 
+  // Insights (KB_QUERY_LOG, docs/operations.md): a question counts once it settles, so "Has", "Has an", ... typed
+  // on the way are not each one. It settles when its answer stays SETTLE_MS without more typing, on Enter, when a
+  // result is opened, or when the page is left; the server holds as-you-type answers until the page says so.
+  // navigator.sendBeacon carries it (it outlives a page being left), under the page's CSP (connect-src 'self').
+  const SETTLE_MS = 1500;
+  let settleTimer = 0;
+  let submitted = false;
+  const settled = new Set();
+
+  function shownQuestion() {
+    const id = area().dataset.queryId;
+    return id ? Number(id) : 0;
+  }
+
+  function beacon(body) {
+    if (navigator.sendBeacon) {
+      navigator.sendBeacon("/api/events", new Blob([JSON.stringify(body)], { type: "application/json" }));
+    }
+  }
+
+  function settleNow() {
+    clearTimeout(settleTimer);
+    const id = shownQuestion();
+    if (id && !settled.has(id)) {
+      settled.add(id);
+      beacon({ event: "search", query_id: id });
+    }
+  }
+
+  function settleSoon() {
+    clearTimeout(settleTimer);
+    settleTimer = setTimeout(settleNow, SETTLE_MS);
+  }
+
   async function search(offset) {
     clearTimeout(typingTimer);
     clearTimeout(retryTimer);
@@ -117,6 +151,7 @@
       return;
     }
     if (controller) controller.abort();
+    if (!offset) clearTimeout(settleTimer); // another question is on its way: the one shown did not settle
     const id = ++latest;
     controller = new AbortController();
     const data = question(offset);
@@ -146,7 +181,10 @@
     }
     if (offset && document.getElementById("results")) appendPage(fresh);
     else showAnswer(fresh);
-    if (!offset) history.replaceState(null, "", "/?" + data);
+    if (!offset) {
+      history.replaceState(null, "", "/?" + data);
+      if (submitted) settleNow(); else settleSoon();
+    }
     if (response.status === 503 && fresh.querySelector("#not-ready[data-code=loading]")) {
       retryTimer = setTimeout(() => search(offset), RETRY_MS);
     }
@@ -154,14 +192,29 @@
 
   box.addEventListener("input", () => {
     clearTimeout(typingTimer);
+    clearTimeout(settleTimer); // still typing: the question shown has not settled
+    submitted = false;
     if (!box.value.trim()) clearAnswer();
     else typingTimer = setTimeout(() => search(0), DEBOUNCE_MS);
   });
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
+    submitted = true;
     search(0);
   });
+
+  // A result opened: which one, at which rank (this also settles its question).
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("#results .result .title");
+    const id = shownQuestion();
+    if (!link || !id) return;
+    const item = link.closest(".result");
+    settled.add(id);
+    beacon({ event: "click", query_id: id, rank: Number(item.dataset.rank), doc_id: item.dataset.docId });
+  });
+
+  addEventListener("pagehide", settleNow);
 
   for (const name of ["mode", "k"]) {
     form.elements[name].addEventListener("change", () => {

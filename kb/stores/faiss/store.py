@@ -60,6 +60,7 @@ from kb.stores.faiss.memory import LATEST, MemoryIndex
 from kb.stores.faiss.records import RecordDB
 from kb.stores.faiss.vectors import ann_spec
 from kb.stores.filters import Filters
+from kb.stores.querylog import QueryLog
 from kb.stores.record import Record
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,19 @@ class FaissStore(Store):
                                   "unchanged") from None
         with handle, exclusive(handle):
             yield
+
+    @classmethod
+    def query_log(cls, settings: Settings) -> QueryLog:
+        """SQLite beside the record: corpus/.kb/queries.sqlite."""
+        from kb.documents.folder import KB_FOLDER
+        from kb.stores.querylog import SqliteQueryLog
+
+        return SqliteQueryLog(Path(settings.corpus_dir) / KB_FOLDER / "queries.sqlite")
+
+    def facts(self) -> list[tuple[str, dict[str, str], float]]:
+        """The index's age: seconds since its records last changed (a write, a sync, a build)."""
+        changed = [p.stat().st_mtime for p in (self.folder / RECORDS, self.folder / f"{RECORDS}-wal") if p.exists()]
+        return [("index_age_seconds", {}, max(0.0, time.time() - max(changed)))] if changed else []
 
     @classmethod
     def watch_claim(cls, settings: Settings) -> Callable[[], None] | None:

@@ -156,6 +156,19 @@ def _v3(s: str, meta: dict[str, Any]) -> list[Any]:
     return [add_postings]
 
 
+def _v4(s: str, meta: dict[str, Any]) -> list[Any]:
+    """The query log (kb/stores/postgres/querylog.py): with the record, never in a generation."""
+    return [
+        f"""CREATE TABLE {s}.queries (id bigint PRIMARY KEY, at double precision NOT NULL, query text NOT NULL,
+            key text NOT NULL, origin text NOT NULL, mode text NOT NULL, confident boolean NOT NULL,
+            nearest text NOT NULL, cited text NOT NULL)""",
+        f"CREATE INDEX ON {s}.queries (at)",
+        f"""CREATE TABLE {s}.clicks (query_id bigint NOT NULL, at double precision NOT NULL, rank integer NOT NULL,
+            doc_id text NOT NULL)""",
+        f"CREATE INDEX ON {s}.clicks (at)",
+    ]
+
+
 def generation_vector_index(s: str, number: int, hnsw_m: int) -> str:
     """The HNSW index of a generation's vectors, made once its first fill is loaded (faster than row by row)."""
     return (f"CREATE INDEX IF NOT EXISTS g{number}_vectors_hnsw ON {s}.g{number}_vectors USING hnsw "
@@ -164,7 +177,7 @@ def generation_vector_index(s: str, number: int, hnsw_m: int) -> str:
 
 GENERATION_TABLES = ("indexed", "passages", "vectors", "sentences", "terms", "segments", "postings")
 
-MIGRATIONS: list[Callable[[str, dict[str, Any]], list[Any]]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[str, dict[str, Any]], list[Any]]] = [_v1, _v2, _v3, _v4]
 LATEST = len(MIGRATIONS)
 
 

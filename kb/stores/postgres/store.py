@@ -63,6 +63,7 @@ from kb.stores.postgres.schema import (
     migrate,
     version,
 )
+from kb.stores.querylog import QueryLog
 from kb.stores.record import Record, iso_time, time_ns
 from kb.stores.sentence_vectors import pack, unpack
 
@@ -229,6 +230,31 @@ class PostgresStore(Store):
                 yield
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (BUILD_LOCK, settings.pg_schema))
+
+    @classmethod
+    def query_log(cls, settings: Settings) -> QueryLog:
+        """The schema's queries and clicks tables, on the primary."""
+        from kb.stores.postgres.querylog import PostgresQueryLog
+
+        return PostgresQueryLog(settings)
+
+    def facts(self) -> list[tuple[str, dict[str, str], float]]:
+        """The index's age (since a document last changed), the pools' connections, and a standby's replay lag."""
+        facts: list[tuple[str, dict[str, str], float]] = []
+        pools = {"write": self._writes, **({"read": self._reads} if self._reads is not self._writes else {})}
+        for name, pool in pools.items():
+            stats = pool.get_stats()
+            size = stats.get("pool_size", 0)
+            facts += [("pg_pool_connections", {"pool": name}, size),
+                      ("pg_pool_in_use", {"pool": name}, size - stats.get("pool_available", 0))]
+        (age, lag), = self._read(
+            f"SELECT extract(epoch FROM now() - max(updated_at)), CASE WHEN pg_is_in_recovery() "
+            f"THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END FROM {self.schema}.documents")
+        if age is not None:
+            facts.append(("index_age_seconds", {}, max(0.0, float(age))))
+        if lag is not None:
+            facts.append(("pg_replica_lag_seconds", {}, max(0.0, float(lag))))
+        return facts
 
     @classmethod
     def watch_claim(cls, settings: Settings) -> Callable[[], None] | None:

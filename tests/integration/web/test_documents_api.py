@@ -146,9 +146,10 @@ def test_a_document_read_around_an_offset_comes_with_the_passages_around_it(make
     assert all(p["text"] == whole["text"][p["start"]:p["end"]] for p in window)
     alone = client.get(seed, query_string={"around": hit["start"], "window": 0}).get_json()["window"]
     assert [(p["start"], p["end"]) for p in alone] == [(hit["start"], hit["end"])]
-    last = client.get(seed, query_string={"around": whole["characters"] - 1}).get_json()["window"]
-    assert [p["ordinal"] for p in last] == [whole["passages"] - 2, whole["passages"] - 1]
-    for query, code in (({"around": whole["characters"]}, "invalid_around"), ({"around": "-1"}, "invalid_around"),
+    for at in (whole["characters"] - 1, whole["characters"] + 10**6):  # the end, and past it: the last passages
+        last = client.get(seed, query_string={"around": at}).get_json()["window"]
+        assert [p["ordinal"] for p in last] == [whole["passages"] - 2, whole["passages"] - 1]
+    for query, code in (({"around": "-1"}, "invalid_around"),
                         ({"around": "abc"}, "invalid_around"), ({"around": 0, "window": 11}, "invalid_window")):
         refused = client.get(seed, query_string=query)
         assert refused.status_code == 400 and refused.get_json()["error"]["code"] == code, query

@@ -1,0 +1,76 @@
+"""The query log on PostgreSQL: the ``queries`` and ``clicks`` tables of the schema (migration 4), on the primary."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Sequence
+
+from kb.settings import Settings, check_schema_name
+from kb.stores.querylog import LoggedClick, LoggedSearch, QueryLog, encode
+
+
+class PostgresQueryLog(QueryLog):
+    """One connection of its own (autocommit), opened on first use and again after it is lost."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.dsn, self.s = settings.pg_dsn, check_schema_name(settings.pg_schema)
+        self._lock = threading.Lock()
+        self._conn: Any = None
+
+    def _run(self, work):
+        import psycopg
+
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self.dsn, connect_timeout=10, autocommit=True)
+                try:
+                    return work(self._conn)
+                except psycopg.OperationalError:
+                    self._conn.close()
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+
+    def append(self, searches: Sequence[LoggedSearch], clicks: Sequence[LoggedClick]) -> None:
+        def write(conn: Any) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(f"INSERT INTO {self.s}.queries VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                                "ON CONFLICT (id) DO NOTHING", [
+                                    (s.id, s.at, s.query, s.key, s.origin, s.mode, s.confident, encode(s.nearest),
+                                     encode(s.cited)) for s in searches])
+                cur.executemany(f"INSERT INTO {self.s}.clicks VALUES (%s, %s, %s, %s)",
+                                [(c.query_id, c.at, c.rank, c.doc_id) for c in clicks])
+
+        self._run(write)
+
+    def searches(self, since: float) -> list[LoggedSearch]:
+        rows = self._run(lambda conn: conn.execute(
+            f"SELECT id, at, query, key, origin, mode, confident, nearest, cited FROM {self.s}.queries "
+            "WHERE at >= %s ORDER BY at", (since,)).fetchall())
+        return [LoggedSearch(i, at, q, key, origin, mode, c, json.loads(n), json.loads(d))
+                for i, at, q, key, origin, mode, c, n, d in rows]
+
+    def clicks(self, since: float) -> list[LoggedClick]:
+        rows = self._run(lambda conn: conn.execute(
+            f"SELECT query_id, at, rank, doc_id FROM {self.s}.clicks WHERE at >= %s", (since,)).fetchall())
+        return [LoggedClick(*row) for row in rows]
+
+    def prune(self, before: float) -> int:
+        def delete(conn: Any) -> int:
+            with conn.transaction():
+                gone = conn.execute(f"DELETE FROM {self.s}.queries WHERE at < %s", (before,)).rowcount
+                return gone + conn.execute(f"DELETE FROM {self.s}.clicks WHERE at < %s", (before,)).rowcount
+
+        return self._run(delete)
+
+    def counts(self) -> tuple[int, int]:
+        return self._run(lambda conn: conn.execute(
+            f"SELECT (SELECT count(*) FROM {self.s}.queries), (SELECT count(*) FROM {self.s}.clicks)").fetchone())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
