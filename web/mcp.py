@@ -40,9 +40,13 @@ def endpoint():
     token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else ""
     writer = bool(settings.api_key) and hmac.compare_digest(token.encode("utf-8"), settings.api_key.encode("utf-8"))
     bridge = _bridge(current_app._get_current_object())  # type: ignore[attr-defined]
-    # Read by the tools' API calls (on the bridge's loop, which copies this context): who asks, and from where.
-    _caller.set({"remote_addr": request.remote_addr or "", "links": request.host_url.rstrip("/")})
-    return current_app.response_class.force_type(bridge.wsgi["writer" if writer else "reader"], request.environ)
+    # Read by the tools' API calls (on the bridge's loop, which copies this context when the call starts): who
+    # asks, and from where.
+    token = _caller.set({"remote_addr": request.remote_addr or "", "links": request.host_url.rstrip("/")})
+    try:
+        return current_app.response_class.force_type(bridge.wsgi["writer" if writer else "reader"], request.environ)
+    finally:
+        _caller.reset(token)
 
 
 def in_process(app: Flask, key: str | None) -> Any:
@@ -67,6 +71,7 @@ class Bridge:
 
     def __init__(self, app: Flask) -> None:
         from a2wsgi import ASGIMiddleware
+        from mcp.server.transport_security import TransportSecuritySettings
 
         from kb.agents.mcp import build_server
 
@@ -76,8 +81,13 @@ class Bridge:
             role: build_server(lambda key=key: Client("http://in-process", transport=in_process(app, key)),
                                writable=role == "writer", links=lambda: _caller.get().get("links"))
             for role, key in roles.items()}
+        # The SDK would check the Host header on a loopback address (DNS rebinding). kb's API does not, and a
+        # server behind a reverse proxy that passes its own Host would refuse every call: the keys guard /mcp as
+        # they guard /api (docs/agents.md).
+        open_hosts = TransportSecuritySettings(enable_dns_rebinding_protection=False)
         asgi = {role: server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True,
-                                                 host=settings.host) for role, server in self.servers.items()}
+                                                 transport_security=open_hosts)
+                for role, server in self.servers.items()}
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="kb-mcp", daemon=True).start()
         ready = threading.Event()
