@@ -43,6 +43,12 @@ from kb.stores.querylog import LoggedSearch, SqliteQueryLog  # noqa: E402
 BATCH = 500  # rows a flush writes at a time in the size test (a busy server's half second)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def latency(args: argparse.Namespace, work: Path, questions: list[str]) -> None:
     env = {"KB_CORPUS_DIR": str(work / "corpus"), "KB_INDEX_DIR": str(work / "index")}
     subprocess.run([sys.executable, "-m", "kb.cli", "build"], env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
@@ -53,14 +59,17 @@ def latency(args: argparse.Namespace, work: Path, questions: list[str]) -> None:
         servers[name] = (process, port)
     try:
         times: dict[str, list[float]] = {name: [] for name in servers}
+        cpu: dict[str, float] = {name: 0.0 for name in servers}  # the server's CPU seconds during its rounds
         for mode, (_, port) in servers.items():  # warm them
             throughput(port, questions, args.clients, 2, tag=f" warm {mode}")
         names = list(servers)
         for n in range(args.rounds):
             order = names[n % len(names):] + names[:n % len(names)]
             for mode in order:
+                before = cpu_seconds(servers[mode][0].pid)
                 done, errors, spent = throughput(servers[mode][1], questions, args.clients, args.seconds,
                                                  tag=f" {mode} {n}")
+                cpu[mode] += cpu_seconds(servers[mode][0].pid) - before
                 assert errors == 0, (mode, errors)
                 times[mode] += spent
         kept = SqliteQueryLog(work / "corpus" / ".kb" / "queries.sqlite").counts()[0]
@@ -71,12 +80,12 @@ def latency(args: argparse.Namespace, work: Path, questions: list[str]) -> None:
     off = times["off"]
     print(f"\nSearch latency, {args.clients} clients back to back, {args.rounds} rounds of {args.seconds:.0f} s "
           f"each per server (Cranfield, 1,398 files); the second server with the log off shows the noise\n")
-    print("| server, KB_QUERY_LOG | searches | p50 ms | p95 ms | p50 / off | p95 / off |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| server, KB_QUERY_LOG | searches | p50 ms | p95 ms | p50 / off | p95 / off | server CPU ms a search |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, spent in times.items():
         print(f"| {name} | {len(spent):,} | {statistics.median(spent):.1f} | {percentile(spent, 0.95):.1f} | "
               f"{statistics.median(spent) / statistics.median(off):.3f} | "
-              f"{percentile(spent, 0.95) / percentile(off, 0.95):.3f} |")
+              f"{percentile(spent, 0.95) / percentile(off, 0.95):.3f} | {cpu[name] / len(spent) * 1000:.2f} |")
     print(f"\nRows the log kept: {kept:,} (the warm-up's included)")
 
 
@@ -149,7 +158,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="searches in the size test (0: skip it)")
     parser.add_argument("--pg", action="store_true", help="also measure the log's size on PostgreSQL")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
@@ -163,7 +172,8 @@ def main() -> None:
     try:
         if not args.skip_latency:
             latency(args, work, questions)
-        size(args, work, questions, [f"{d.id}.txt" for d in collection.documents])
+        if args.rows:
+            size(args, work, questions, [f"{d.id}.txt" for d in collection.documents])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

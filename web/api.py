@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from web.auth import require_read
 from web.errors import ApiError
-from web.insights import record_search
+from web.insights import answered
 from web.loading import knowledge_base
 from web.params import json_body, parse_filters_args
 from web.schemas import SearchBody, SearchQuery, validated
@@ -41,9 +41,7 @@ def _answer(query: str, k: int, mode: str | None, filters, offset: int = 0):
     base = knowledge_base()
     began = time.perf_counter()
     answer = base.search(query, k, mode, filters=filters, offset=offset)
-    g.result_count, g.search_mode, g.search_confident = len(answer.hits), answer.mode, answer.confident
-    if not offset:  # "more results" is the same question
-        record_search(base, answer, "api")
+    answered(base, answer, "api")
     text = answer.json_text(k, (time.perf_counter() - began) * 1000)
     return current_app.response_class(text + "\n", mimetype="application/json")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, g, jsonify, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from web.auth import presented_key, require_read
@@ -22,9 +22,12 @@ def _reads_need_the_read_key():
     require_read()
 
 
-def record_search(base, answer, origin: str, settled: bool = True) -> int | None:
-    """Log a search when KB_QUERY_LOG keeps searches from ``origin``; its id (for the page's clicks), or None."""
-    if not base.queries.wants(origin, keyed=presented_key() is not None):
+def answered(base, answer, origin: str, settled: bool = True) -> int | None:
+    """A search was answered (``origin``: page or api): its figures for the request log and /metrics, and, for a
+    new question ("more results" is not one) that KB_QUERY_LOG keeps, the query log. The logged search's id (the
+    page's clicks name it), or None."""
+    g.result_count, g.search_mode, g.search_confident = len(answer.hits), answer.mode, answer.confident
+    if answer.offset or not base.queries.wants(origin, keyed=presented_key() is not None):
         return None
     return base.queries.search(answer, origin, settled=settled)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, abort, g, render_template, request
+from flask import Blueprint, abort, render_template, request
 
 from kb.search.pipeline import DEFAULT_K, MAX_K
 from kb.settings import MODES
 from web.auth import require_read
 from web.errors import ApiError
-from web.insights import record_search
+from web.insights import answered
 from web.loading import knowledge_base
 from web.render import marked_passage, with_code
 from web.results import read_marks, shown_results
@@ -53,9 +53,8 @@ def _answer_state() -> tuple[dict, int]:
     began = time.perf_counter()
     answer = base.search(query, k, mode, offset=offset)
     above = base.search(query, offset, mode, highlights=False).hits if offset else []
-    g.result_count, g.search_mode, g.search_confident = len(answer.hits), answer.mode, answer.confident
     # As you type, the page's script says when a question settled (web/static/search.js); a page loaded whole has.
-    query_id = record_search(base, answer, "page", settled=request.path == "/") if not offset else None
+    query_id = answered(base, answer, "page", settled=request.path == "/")
     state.update(query=query, k=k, offset=offset, mode=answer.mode, answer=answer, shown=shown_results(answer.hits, above),
                  took_ms=(time.perf_counter() - began) * 1000, query_id=query_id)
     return state, 200
