@@ -118,8 +118,9 @@ def size(args: argparse.Namespace, work: Path, questions: list[str], doc_ids: li
 
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             conn.execute("CREATE SCHEMA kb")
-            for statement in _v4("kb", {}):
-                conn.execute(statement)
+            for statement in _v4("kb", {}):  # the query log's tables (not the documents' index: no documents here)
+                if ".documents " not in statement:
+                    conn.execute(statement)
         logs["PostgreSQL"] = PostgresQueryLog(Settings.from_env(environ={}, store="postgres", pg_dsn=cluster.dsn()))
     try:
         print(f"\nThe query log at {args.rows:,} searches\n")

@@ -96,7 +96,7 @@ def _limit_rates(app: Flask, settings: Settings) -> None:
     if settings.write_rate_limit.lower() != "off":
         limiter.limit(settings.write_rate_limit, methods=["POST", "DELETE"])(documents)
     if settings.read_rate_limit.lower() != "off":
-        for blueprint in (api, pages):
+        for blueprint in (api, pages, insights):  # insights: the page's beacons too
             limiter.limit(settings.read_rate_limit, methods=["GET", "POST"])(blueprint)
         limiter.limit(settings.read_rate_limit, methods=["GET"])(documents)
     app.extensions["kb_limiter"] = limiter

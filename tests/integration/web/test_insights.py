@@ -167,6 +167,11 @@ def test_metrics_parse_and_move_with_real_traffic(make_client):
     assert moved("kb_answer_cache_hits_total") >= 1 and moved("kb_answers_total") == 3
     assert moved("kb_write_duration_seconds_count") == 1 and after[("kb_documents", ())] == 2
     assert not any("Kazakhstan" in str(labels) for _, labels in after)  # no query text in a label
+    client.open("/api/search", method="BREW")  # any token a client sends is not a label value of its own
+    brewed = scrape(client)
+    assert not any("BREW" in str(labels) for _, labels in brewed)
+    assert brewed[("kb_request_duration_seconds_count", (("endpoint", "unmatched"), ("method", "other"),
+                                                         ("mode", "")))] >= 1
 
 
 def test_postgres_keeps_the_log_in_its_schema_and_reports_its_pools(pg_settings, embedder, tmp_path):
