@@ -24,13 +24,19 @@ def _equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
+def holds_write_key() -> bool:
+    """Whether the request presents KB_API_KEY (false when writes are off)."""
+    settings = current_app.config["KB_SETTINGS"]
+    token = _presented()
+    return bool(settings.api_key) and token is not None and _equal(token, settings.api_key)
+
+
 def require_write() -> None:
     settings = current_app.config["KB_SETTINGS"]
     if not settings.api_key:
         raise ApiError("writes_disabled",
                        "document writes are disabled: set KB_API_KEY on the server and send it as 'Authorization: Bearer <key>'")
-    token = _presented()
-    if token is None or not _equal(token, settings.api_key):
+    if not holds_write_key():
         raise ApiError("unauthorized", "send the write key as 'Authorization: Bearer <KB_API_KEY>'")
 
 

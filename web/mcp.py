@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
-import hmac
 import sys
 import threading
 from typing import Any
@@ -25,7 +24,7 @@ from flask import Blueprint, Flask, current_app, request
 
 from kb.client import Client, ClientError
 from kb.settings import Settings
-from web.auth import require_read
+from web.auth import holds_write_key, require_read
 
 mcp = Blueprint("mcp", __name__)
 _caller: contextvars.ContextVar[dict] = contextvars.ContextVar("kb_mcp_caller", default={})
@@ -35,16 +34,13 @@ _bridges_lock = threading.Lock()
 @mcp.post("/mcp")  # stateless: no session to end (DELETE), no stream to open (GET)
 def endpoint():
     require_read()
-    settings: Settings = current_app.config["KB_SETTINGS"]
-    header = request.headers.get("Authorization", "")
-    token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else ""
-    writer = bool(settings.api_key) and hmac.compare_digest(token.encode("utf-8"), settings.api_key.encode("utf-8"))
+    role = "writer" if holds_write_key() else "reader"  # only the write key sees the write tools
     bridge = _bridge(current_app._get_current_object())  # type: ignore[attr-defined]
     # Read by the tools' API calls (on the bridge's loop, which copies this context when the call starts): who
     # asks, and from where.
     token = _caller.set({"remote_addr": request.remote_addr or "", "links": request.host_url.rstrip("/")})
     try:
-        return current_app.response_class.force_type(bridge.wsgi["writer" if writer else "reader"], request.environ)
+        return current_app.response_class.force_type(bridge.wsgi[role], request.environ)
     finally:
         _caller.reset(token)
 
