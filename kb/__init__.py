@@ -164,17 +164,18 @@ class KnowledgeBase:
         """The insights report for the last ``days`` days (kb/insights/report.py), with every search made so far."""
         import time
 
-        from kb.insights.report import report
+        from kb.insights.report import LIMIT, report, window_start
 
         self.queries.flush()
-        since = time.time() - (days + 1) * 86400
+        now = time.time()
         store = self.store
 
         def passage(doc_id: str, start: int, end: int) -> str | None:
             document = store.document(doc_id)
             return document.text[start:end] if document is not None else None
 
-        return report(self.queries.log.searches(since), self.queries.log.clicks(since), self._titles(), passage, days)
+        summary = self.queries.log.summary(window_start(days, now), LIMIT)
+        return report(summary, self._titles(), passage, days, now)
 
     def _titles(self) -> Iterator[tuple[str, str]]:
         offset = 0

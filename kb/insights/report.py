@@ -1,86 +1,73 @@
 """The insights report over the query log: what people ask, what kb cannot answer, what they open, what is cited.
 
-One function makes it (``report``), and `kb insights`, /api/insights and the /insights page all show its dict.
+One function makes it (``report``), and `kb insights`, /api/insights and the /insights page all show its dict. The
+counting is done where the log is kept (``QueryLog.summary``: SQL on both stores), so a report over a million
+searches does not read them all into Python.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
-from kb.stores.querylog import LoggedClick, LoggedSearch
+from kb.stores.querylog import LogSummary
 
 LIMIT = 20  # groups, documents shown in each list
 MAX_DAYS = 3650
+EPOCH = date(1970, 1, 1)
 
 
-def report(searches: list[LoggedSearch], clicks: list[LoggedClick], documents: Iterable[tuple[str, str]],
-           passage: Callable[[str, int, int], str | None], days: int, now: float | None = None,
-           limit: int = LIMIT) -> dict[str, Any]:
-    """The report for the ``days`` up to ``now`` (UTC days, today included).
+def report(summary: LogSummary, documents: Iterable[tuple[str, str]], passage: Callable[[str, int, int], str | None],
+           days: int, now: float | None = None) -> dict[str, Any]:
+    """The report for the ``days`` up to ``now`` (UTC days, today included), from the log's ``summary`` of the
+    searches since the first of them (``window_start``).
 
     ``documents``: every (id, title) in the knowledge base; ``passage(doc_id, start, end)``: a passage's text, or
     None when it is gone (for the nearest passages of an unanswered question).
     """
     now = now or time.time()
     first_day = datetime.fromtimestamp(now, timezone.utc).date() - timedelta(days=days - 1)
-    since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=timezone.utc).timestamp()
-    searches = [s for s in searches if s.at >= since]
-    clicks = [c for c in clicks if c.at >= since]
     titles = dict(documents)
 
-    groups: dict[str, list[LoggedSearch]] = defaultdict(list)
-    for search in searches:
-        groups[search.key].append(search)
+    def wording(key: str) -> str:
+        """The group's most frequent wording (the earliest of equals)."""
+        return summary.wordings[key][0][0]
 
-    def wording(rows: list[LoggedSearch]) -> str:
-        """The group's most frequent wording (the earliest of equals: most_common keeps first-seen order)."""
-        return Counter(row.query for row in rows).most_common(1)[0][0]
-
-    top = sorted(groups.values(), key=lambda rows: (-len(rows), -rows[-1].at))[:limit]
-    top_queries = [{"query": wording(rows), "count": len(rows), "wordings": len({r.query for r in rows}),
-                    "unanswered": sum(not r.confident for r in rows), "last": _iso(rows[-1].at)} for rows in top]
-
-    missed = {key: [r for r in rows if not r.confident] for key, rows in groups.items()}
-    missed_rows = sorted((rows for rows in missed.values() if rows), key=lambda rows: (-len(rows), -rows[-1].at))
-    unanswered = [{"query": wording(rows), "count": len(rows), "last": _iso(rows[-1].at),
+    top_queries = [{"query": wording(key), "count": count, "wordings": len(summary.wordings[key]),
+                    "unanswered": missed, "last": _iso(last)} for key, count, missed, last in summary.top]
+    unanswered = [{"query": wording(key), "count": count, "last": _iso(last),
                    "nearest": [{"doc_id": doc_id, "title": titles.get(doc_id, doc_id), "start": start, "end": end,
                                 "score": score, "text": passage(doc_id, start, end)}
-                               for doc_id, start, end, score in rows[-1].nearest]}
-                  for rows in missed_rows[:limit]]
-
-    page = {s.id for s in searches if s.origin == "page"}
-    page_clicks = [c for c in clicks if c.query_id in page]
-    clicked = {c.query_id for c in page_clicks}
-
-    cited = Counter(doc_id for s in searches for doc_id in s.cited)
-    never = sorted(doc_id for doc_id in titles if doc_id not in cited)
-
-    per_day: dict[str, dict[str, int]] = {
-        str(first_day + timedelta(days=n)): {"queries": 0, "unanswered": 0} for n in range(days)}
-    for search in searches:
-        day = per_day.get(datetime.fromtimestamp(search.at, timezone.utc).date().isoformat())
-        if day is not None:
-            day["queries"] += 1
-            day["unanswered"] += not search.confident
-
+                               for doc_id, start, end, score in nearest]}
+                  for key, count, last, nearest in summary.missed]
+    cited = sorted(summary.cited.items(), key=lambda item: (-item[1], item[0]))
+    never = sorted(doc_id for doc_id in titles if doc_id not in summary.cited)
+    per_day = []
+    for n in range(days):
+        day = first_day + timedelta(days=n)
+        searched, missed = summary.days.get((day - EPOCH).days, (0, 0))
+        per_day.append({"day": day.isoformat(), "queries": searched, "unanswered": missed})
+    page = summary.page_searches
     return {
-        "days": days, "since": _iso(since), "until": _iso(now),
-        "searches": len(searches), "groups": len(groups),
-        "unanswered_searches": sum(not s.confident for s in searches),
+        "days": days, "since": _iso(window_start(days, now)), "until": _iso(now),
+        "searches": summary.searches, "groups": summary.groups, "unanswered_searches": summary.unanswered,
         "top_queries": top_queries,
         "unanswered": unanswered,
-        "clicks": {"page_searches": len(page), "clicked_searches": len(clicked), "clicks": len(page_clicks),
-                   "click_through_rate": round(len(clicked) / len(page), 4) if page else None,
-                   "mean_rank_clicked": round(statistics.mean(c.rank for c in page_clicks), 3) if page_clicks else None},
+        "clicks": {"page_searches": page, "clicked_searches": summary.clicked_searches, "clicks": summary.clicks,
+                   "click_through_rate": round(summary.clicked_searches / page, 4) if page else None,
+                   "mean_rank_clicked": round(summary.rank_sum / summary.clicks, 3) if summary.clicks else None},
         "most_cited": [{"doc_id": doc_id, "title": titles.get(doc_id, doc_id), "count": count}
-                       for doc_id, count in cited.most_common(limit)],
-        "never_cited": {"count": len(never), "documents": [{"doc_id": d, "title": titles[d]} for d in never[:limit]]},
-        "per_day": [{"day": day, **counts} for day, counts in per_day.items()],
+                       for doc_id, count in cited[:LIMIT]],
+        "never_cited": {"count": len(never), "documents": [{"doc_id": d, "title": titles[d]} for d in never[:LIMIT]]},
+        "per_day": per_day,
     }
+
+
+def window_start(days: int, now: float | None = None) -> float:
+    """The first moment of the ``days`` UTC days that end today: where a report's searches start."""
+    first = datetime.fromtimestamp(now or time.time(), timezone.utc).date() - timedelta(days=days - 1)
+    return datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()
 
 
 def _iso(at: float) -> str:

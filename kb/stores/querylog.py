@@ -38,6 +38,59 @@ class LoggedClick:
     doc_id: str
 
 
+@dataclass
+class LogSummary:
+    """What a report needs from the searches made since some time, counted where they are kept (SQL), so that a
+    report over a million rows does not read them all. Groups are by ``key``; each list is at most ``limit`` long."""
+    searches: int = 0
+    unanswered: int = 0
+    groups: int = 0
+    top: list = field(default_factory=list)  # (key, searches, unanswered, last at), most searched first
+    missed: list = field(default_factory=list)  # (key, unanswered searches, last at, nearest of the last), most first
+    wordings: dict = field(default_factory=dict)  # key of top or missed -> [(query, searches)], most, then first, first
+    days: dict = field(default_factory=dict)  # UTC day number (at // 86400) -> (searches, unanswered)
+    cited: dict = field(default_factory=dict)  # doc id -> searches it was among the results of
+    page_searches: int = 0
+    clicked_searches: int = 0  # page searches after which a result was opened
+    clicks: int = 0  # of page searches
+    rank_sum: int = 0  # of those clicks
+
+
+def summarize(searches: Sequence[LoggedSearch], clicks: Sequence[LoggedClick], since: float, limit: int) -> LogSummary:
+    """The summary in Python, from rows: what each store's SQL must agree with (tests compare them)."""
+    from collections import Counter, defaultdict
+
+    rows = sorted((s for s in searches if s.at >= since), key=lambda s: s.at)
+    groups: dict[str, list[LoggedSearch]] = defaultdict(list)
+    for row in rows:
+        groups[row.key].append(row)
+    order = sorted(groups, key=lambda key: (-len(groups[key]), -groups[key][-1].at, key))
+    top = [(key, len(groups[key]), sum(not r.confident for r in groups[key]), groups[key][-1].at)
+           for key in order[:limit]]
+    missed_groups = {key: [r for r in group if not r.confident] for key, group in groups.items()}
+    missed_keys = sorted((key for key, group in missed_groups.items() if group),
+                         key=lambda key: (-len(missed_groups[key]), -missed_groups[key][-1].at, key))[:limit]
+    missed = [(key, len(missed_groups[key]), missed_groups[key][-1].at, missed_groups[key][-1].nearest)
+              for key in missed_keys]
+    wordings = {}
+    for key in {key for key, *_ in top} | set(missed_keys):
+        counts = Counter(r.query for r in groups[key])  # Counter keeps first-seen order among equals
+        wordings[key] = counts.most_common()
+    days: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        day = days[int(row.at // 86400)]
+        day[0] += 1
+        day[1] += not row.confident
+    page = {r.id for r in rows if r.origin == "page"}
+    page_clicks = [c for c in clicks if c.at >= since and c.query_id in page]
+    return LogSummary(
+        searches=len(rows), unanswered=sum(not r.confident for r in rows), groups=len(groups), top=top,
+        missed=missed, wordings=wordings, days={d: tuple(v) for d, v in days.items()},
+        cited=dict(Counter(doc_id for r in rows for doc_id in r.cited)), page_searches=len(page),
+        clicked_searches=len({c.query_id for c in page_clicks}), clicks=len(page_clicks),
+        rank_sum=sum(c.rank for c in page_clicks))
+
+
 class QueryLog(abc.ABC):
     @abc.abstractmethod
     def append(self, searches: Sequence[LoggedSearch], clicks: Sequence[LoggedClick]) -> None:
@@ -50,6 +103,10 @@ class QueryLog(abc.ABC):
     @abc.abstractmethod
     def clicks(self, since: float) -> list[LoggedClick]:
         """The clicks made at or after ``since``."""
+
+    @abc.abstractmethod
+    def summary(self, since: float, limit: int) -> LogSummary:
+        """What a report needs of the searches made at or after ``since`` (``summarize`` says what each field is)."""
 
     @abc.abstractmethod
     def prune(self, before: float) -> int:
@@ -117,6 +174,15 @@ class SqliteQueryLog(QueryLog):
             rows = self._db().execute("SELECT query_id, at, rank, doc_id FROM clicks WHERE at >= ?", (since,)).fetchall()
         return [LoggedClick(*row) for row in rows]
 
+    def summary(self, since: float, limit: int) -> LogSummary:
+        with self._lock:
+            db = self._db()
+            return summary_in_sql(lambda sql, args=(): db.execute(sql, args).fetchall(), "searches", "clicks",
+                                  since, limit, day="CAST(at / 86400 AS INTEGER)",
+                                  cited="searches, json_each(searches.cited) AS each_cited", cited_value="each_cited.value",
+                                  # SQLite: a bare column beside max() comes from the row that has the max
+                                  last_nearest="nearest", unconfident="confident = 0", marker="?")
+
     def prune(self, before: float) -> int:
         with self._lock, self._db() as conn:
             gone = conn.execute("DELETE FROM searches WHERE at < ?", (before,)).rowcount
@@ -134,3 +200,40 @@ class SqliteQueryLog(QueryLog):
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.close()
                 self._conn = None
+
+
+def summary_in_sql(query, searches: str, clicks: str, since: float, limit: int, *, day: str, cited: str,
+                   cited_value: str, last_nearest: str, unconfident: str, marker: str) -> LogSummary:
+    """``LogSummary`` by SQL that both stores speak, with their own spelling of the few parts that differ."""
+    m = marker
+    searches_n, unanswered, groups = query(
+        f"SELECT count(*), count(*) FILTER (WHERE {unconfident}), count(DISTINCT key) FROM {searches} "
+        f"WHERE at >= {m}", (since,))[0]
+    top = query(f"SELECT key, count(*), count(*) FILTER (WHERE {unconfident}), max(at) FROM {searches} "
+                f"WHERE at >= {m} GROUP BY key ORDER BY count(*) DESC, max(at) DESC, key LIMIT {int(limit)}", (since,))
+    missed = query(f"SELECT key, count(*), max(at), {last_nearest} FROM {searches} WHERE at >= {m} AND {unconfident} "
+                   f"GROUP BY key ORDER BY count(*) DESC, max(at) DESC, key LIMIT {int(limit)}", (since,))
+    keys = sorted({row[0] for row in top} | {row[0] for row in missed})
+    wordings: dict = {key: [] for key in keys}
+    if keys:
+        marks = ", ".join([m] * len(keys))
+        for key, wording, count, _ in query(
+                f"SELECT key, query, count(*), min(at) FROM {searches} WHERE at >= {m} AND key IN ({marks}) "
+                f"GROUP BY key, query ORDER BY key, count(*) DESC, min(at)", (since, *keys)):
+            wordings[key].append((wording, count))
+    days = {int(d): (n, u) for d, n, u in query(
+        f"SELECT {day} AS d, count(*), count(*) FILTER (WHERE {unconfident}) FROM {searches} WHERE at >= {m} "
+        f"GROUP BY d", (since,))}
+    cited_counts = dict(query(f"SELECT {cited_value}, count(*) FROM {cited} WHERE at >= {m} GROUP BY {cited_value}",
+                              (since,)))
+    page = query(f"SELECT count(*) FROM {searches} WHERE at >= {m} AND origin = 'page'", (since,))[0][0]
+    clicked, click_count, rank_sum = query(
+        f"SELECT count(DISTINCT c.query_id), count(*), coalesce(sum(c.rank), 0) FROM {clicks} AS c "
+        f"JOIN {searches} AS s ON s.id = c.query_id WHERE c.at >= {m} AND s.at >= {m} AND s.origin = 'page'",
+        (since, since))[0]
+    return LogSummary(
+        searches=searches_n, unanswered=unanswered or 0, groups=groups, top=[tuple(row) for row in top],
+        missed=[(key, n, at, json.loads(nearest) if isinstance(nearest, str) else nearest) for key, n, at, nearest
+                in missed],
+        wordings=wordings, days=days, cited=cited_counts, page_searches=page, clicked_searches=clicked,
+        clicks=click_count, rank_sum=int(rank_sum))

@@ -7,7 +7,7 @@ import threading
 from typing import Any, Sequence
 
 from kb.settings import Settings, check_schema_name
-from kb.stores.querylog import LoggedClick, LoggedSearch, QueryLog, encode
+from kb.stores.querylog import LoggedClick, LoggedSearch, LogSummary, QueryLog, encode, summary_in_sql
 
 
 class PostgresQueryLog(QueryLog):
@@ -56,6 +56,14 @@ class PostgresQueryLog(QueryLog):
         rows = self._run(lambda conn: conn.execute(
             f"SELECT query_id, at, rank, doc_id FROM {self.s}.clicks WHERE at >= %s", (since,)).fetchall())
         return [LoggedClick(*row) for row in rows]
+
+    def summary(self, since: float, limit: int) -> LogSummary:
+        s = self.s
+        return self._run(lambda conn: summary_in_sql(
+            lambda sql, args=(): conn.execute(sql, args).fetchall(), f"{s}.queries", f"{s}.clicks", since, limit,
+            day="floor(at / 86400)::bigint", cited=f"{s}.queries, jsonb_array_elements_text(cited::jsonb) AS each_cited",
+            cited_value="each_cited", last_nearest="(array_agg(nearest ORDER BY at DESC))[1]",
+            unconfident="NOT confident", marker="%s"))
 
     def prune(self, before: float) -> int:
         def delete(conn: Any) -> int:
