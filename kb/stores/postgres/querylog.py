@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any, Sequence
 
@@ -45,24 +44,12 @@ class PostgresQueryLog(QueryLog):
 
         self._run(write)
 
-    def searches(self, since: float) -> list[LoggedSearch]:
-        rows = self._run(lambda conn: conn.execute(
-            f"SELECT id, at, query, key, origin, mode, confident, nearest, cited FROM {self.s}.queries "
-            "WHERE at >= %s ORDER BY at", (since,)).fetchall())
-        return [LoggedSearch(i, at, q, key, origin, mode, c, json.loads(n), json.loads(d))
-                for i, at, q, key, origin, mode, c, n, d in rows]
-
-    def clicks(self, since: float) -> list[LoggedClick]:
-        rows = self._run(lambda conn: conn.execute(
-            f"SELECT query_id, at, rank, doc_id FROM {self.s}.clicks WHERE at >= %s", (since,)).fetchall())
-        return [LoggedClick(*row) for row in rows]
-
     def summary(self, since: float, limit: int) -> LogSummary:
         s = self.s
         return self._run(lambda conn: summary_in_sql(
             lambda sql, args=(): conn.execute(sql, args).fetchall(), f"{s}.queries", f"{s}.clicks", since, limit,
-            day="floor(at / 86400)::bigint", cited=f"{s}.queries, jsonb_array_elements_text(cited::jsonb) AS each_cited",
-            cited_value="each_cited", last_nearest="(array_agg(nearest ORDER BY at DESC))[1]",
+            day="floor(at / 86400)::bigint",
+            cited=f"{s}.queries, jsonb_array_elements_text(cited::jsonb) AS each_cited", cited_value="each_cited", last_nearest="(array_agg(nearest ORDER BY at DESC))[1]",
             unconfident="NOT confident", marker="%s"))
 
     def prune(self, before: float) -> int:
