@@ -36,6 +36,16 @@ INSTRUCTIONS = (
 NOT_CONFIDENT = ("No passage answers this question confidently: the knowledge base does not seem to cover it. "
                  "The closest passages follow; do not treat them as an answer.")
 NOTHING = "Nothing in the knowledge base matches this question."
+DESCRIPTIONS = {  # what a model reads about each tool (a docstring would reach it with its indentation)
+    "search": "Find the passages of the knowledge base that answer a question, best first. Each comes with its "
+              "document, heading path, the sentences that answer (highlights) and a citation link. When "
+              "`confident` is false, nothing in the knowledge base answers the question.",
+    "get_document": "Read a document: whole, or the passages around one (to see the context of a search result).",
+    "list_documents": "List the documents in the knowledge base, by id, a page at a time.",
+    "add_document": "Add a document to the knowledge base (or replace the one with the same id). It is searchable "
+                    "as soon as this returns.",
+    "delete_document": "Delete a document from the knowledge base (a corpus file loses its file).",
+}
 
 
 # ---- what the tools return (their output schemas) -------------------------------------------------------
@@ -109,7 +119,7 @@ def build_server(client: Callable[[], Client], *, writable: bool, links: Callabl
     server = MCPServer(name="kb", instructions=INSTRUCTIONS, log_level="WARNING")
     reading = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
-    @server.tool(annotations=reading)
+    @server.tool(annotations=reading, description=DESCRIPTIONS["search"])
     def search(
         query: Annotated[str, Field(description="The question, in plain words.")],
         k: Annotated[int, Field(description=f"How many passages to return, 1 to {MAX_K}.")] = 5,
@@ -119,16 +129,13 @@ def build_server(client: Callable[[], Client], *, writable: bool, links: Callabl
         filters: Annotated[Optional[Filters], Field(description="Search only some documents.")] = None,
         offset: Annotated[int, Field(description="Passages to skip: a previous answer's next_offset.")] = 0,
     ) -> Annotated[CallToolResult, SearchOutput]:
-        """Find the passages of the knowledge base that answer a question, best first. Each comes with its
-        document, heading path, the sentences that answer (highlights) and a citation link. When `confident` is
-        false, nothing in the knowledge base answers the question."""
         chosen = filters.model_dump(exclude_none=True) if filters else {}
         answer = _asked(lambda: client().search(query, k=k, mode=mode, offset=offset, **chosen))
         output = _search_output(answer, links())
         return CallToolResult(content=[TextContent(type="text", text=_search_text(output))],
                               structured_content=output.model_dump(mode="json"))
 
-    @server.tool(annotations=reading)
+    @server.tool(annotations=reading, description=DESCRIPTIONS["get_document"])
     def get_document(
         doc_id: Annotated[str, Field(description="The document's id (a search result's doc_id).")],
         around: Annotated[Optional[int], Field(description=(
@@ -136,7 +143,6 @@ def build_server(client: Callable[[], Client], *, writable: bool, links: Callabl
             "holding it and `window` passages each side, not the whole text."))] = None,
         window: Annotated[int, Field(description="Passages each side of the one holding `around`, 0 to 10.")] = 1,
     ) -> Annotated[CallToolResult, DocumentOutput]:
-        """Read a document: whole, or the passages around one (to see the context of a search result)."""
         document = _asked(lambda: client().get(doc_id, around=around, window=window))
         output = DocumentOutput(**document.model_dump(exclude={"text", "window"}),
                                 text=None if around is not None else document.text, window=document.window,
@@ -145,17 +151,17 @@ def build_server(client: Callable[[], Client], *, writable: bool, links: Callabl
         return CallToolResult(content=[TextContent(type="text", text=f"# {output.title} ({output.id})\n\n{body}")],
                               structured_content=output.model_dump(mode="json"))
 
-    @server.tool(annotations=reading)
+    @server.tool(annotations=reading, description=DESCRIPTIONS["list_documents"])
     def list_documents(
         page: Annotated[int, Field(description="Which page, from 1.")] = 1,
         per_page: Annotated[int, Field(description="Documents a page, 1 to 100.")] = 20,
     ) -> DocumentsOutput:
-        """List the documents in the knowledge base, by id, a page at a time."""
         listed = _asked(lambda: client().list(page=page, per_page=per_page))
         return DocumentsOutput(**listed.model_dump())
 
     if writable:
-        @server.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False))
+        @server.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+                     description=DESCRIPTIONS["add_document"])
         def add_document(
             text: Annotated[str, Field(description="The document's text: plain text or Markdown.")],
             title: Annotated[Optional[str], Field(description="Its title (else its first line).")] = None,
@@ -165,16 +171,14 @@ def build_server(client: Callable[[], Client], *, writable: bool, links: Callabl
             source: Annotated[Optional[str], Field(description="Where it comes from, e.g. a URL.")] = None,
             metadata: Annotated[Optional[dict[str, Any]], Field(description="Any fields to filter by.")] = None,
         ) -> WriteOutput:
-            """Add a document to the knowledge base (or replace the one with the same id). It is searchable as
-            soon as this returns."""
             added = _asked(lambda: client().add(text, id=doc_id, title=title, source=source, metadata=metadata))
             return WriteOutput(id=added.document.id if added.document else "", deleted=False, index=added.index)
 
-        @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False))
+        @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False),
+                     description=DESCRIPTIONS["delete_document"])
         def delete_document(
             doc_id: Annotated[str, Field(description="The id of the document to delete.")],
         ) -> WriteOutput:
-            """Delete a document from the knowledge base (a corpus file loses its file)."""
             deleted = _asked(lambda: client().delete(doc_id))
             return WriteOutput(id=deleted.deleted, deleted=True, index=deleted.index)
 

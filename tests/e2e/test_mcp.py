@@ -65,7 +65,10 @@ def run(check) -> None:
 
 
 async def tools_of(client: Client) -> set[str]:
-    return {tool.name for tool in (await client.list_tools()).tools}
+    tools = (await client.list_tools()).tools
+    for tool in tools:  # written for a model to read: a description, no docstring indentation, a schema each way
+        assert tool.description and "\n" not in tool.description and tool.input_schema and tool.output_schema
+    return {tool.name for tool in tools}
 
 
 async def the_reading_tools_answer(client: Client) -> None:
