@@ -74,6 +74,8 @@ class KnowledgeBase:
     def searcher(self):
         """The live searcher (kb/search/live.py); its store is opened before the model is loaded, so a missing
         index is reported at once."""
+        if self._searcher is not None:  # every search asks: no lock once it exists
+            return self._searcher
         with self._lock:
             if self._searcher is None:
                 from kb.search.live import LiveSearcher
@@ -152,6 +154,8 @@ class KnowledgeBase:
     @property
     def queries(self) -> "QueryLogger":
         """The query log (KB_QUERY_LOG): what the server and the page record, and what the reports read."""
+        if self._queries is not None:  # every search asks: no lock once it exists
+            return self._queries
         with self._lock:
             if self._queries is None:
                 from kb.insights.log import QueryLogger

@@ -215,8 +215,7 @@ def _search_remote(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{hit.rank}. [{hit.score:.3f}] {hit.title} ({hit.source}, {where})")
         print(f"   {hit.text}")
         if hit.highlights:
-            marked = hit.highlights[0]
-            print(f"   > {hit.text[marked.start - hit.start:marked.end - hit.start]}")
+            print(f"   > {hit.quote(hit.highlights[0])}")
         print()
     return 0
 

@@ -64,6 +64,10 @@ class Result(BaseModel):
     terms: list[Term] = Field(description="Query words found, absolute offsets in the document.")
     metadata: dict[str, Any]
 
+    def quote(self, span: Span) -> str:
+        """The passage's text of a span given in document offsets (a highlight, a term)."""
+        return self.text[span.start - self.start:span.end - self.start]
+
 
 class SearchAnswer(BaseModel):
     query: str

@@ -14,7 +14,6 @@ HTTP transports and the client the tests use, and kb needs nothing fastmcp adds 
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Annotated, Any, Callable, Optional, Union
 
 from mcp.server.mcpserver import MCPServer
@@ -23,7 +22,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from kb.client import Client, ClientError
-from kb.client.http import citation
+from kb.client.http import citation, document_link
 from kb.schemas import DocumentBrief, IndexSummary, SearchAnswer, WindowPassage
 from kb.search.pipeline import MAX_K
 from kb.settings import MODES
@@ -144,9 +143,10 @@ def build_server(client: Callable[[], Client], *, writable: bool, links: Callabl
         window: Annotated[int, Field(description="Passages each side of the one holding `around`, 0 to 10.")] = 1,
     ) -> Annotated[CallToolResult, DocumentOutput]:
         document = _asked(lambda: client().get(doc_id, around=around, window=window))
+        base = links()
         output = DocumentOutput(**document.model_dump(exclude={"text", "window"}),
                                 text=None if around is not None else document.text, window=document.window,
-                                citation=_document_link(links(), doc_id))
+                                citation=document_link(base, doc_id) if base else None)
         body = "\n\n".join(p.text for p in output.window) if output.window is not None else output.text
         return CallToolResult(content=[TextContent(type="text", text=f"# {output.title} ({output.id})\n\n{body}")],
                               structured_content=output.model_dump(mode="json"))
@@ -201,15 +201,11 @@ def _asked(call: Callable[[], Any]) -> Any:
         raise ToolError(f"{exc.message} ({exc.code})") from None
 
 
-def _document_link(base: str | None, doc_id: str) -> str | None:
-    return f"{base.rstrip('/')}/documents/{urllib.parse.quote(doc_id, safe='')}" if base else None
-
-
 def _search_output(answer: SearchAnswer, links: str | None) -> SearchOutput:
     passages = [Passage(
         rank=hit.rank, doc_id=hit.doc_id, title=hit.title, headings=hit.headings, source=hit.source, text=hit.text,
         start=hit.start, end=hit.end, score=hit.score, confident=hit.confident,
-        highlights=[Sentence(text=hit.text[h.start - hit.start:h.end - hit.start], start=h.start, end=h.end,
+        highlights=[Sentence(text=hit.quote(h), start=h.start, end=h.end,
                              score=h.score) for h in hit.highlights],
         citation=citation(links, hit, answer.query) if links else None) for hit in answer.results]
     message = ("" if answer.confident else NOT_CONFIDENT) if passages else NOTHING

@@ -29,10 +29,15 @@ Model = TypeVar("Model", bound=BaseModel)
 RETRY_SECONDS = 0.5  # between two tries while the server loads
 
 
+def document_link(base_url: str, doc_id: str) -> str:
+    """The link to a document in the server's document view."""
+    return f"{base_url.rstrip('/')}/documents/{urllib.parse.quote(doc_id, safe='')}"
+
+
 def citation(base_url: str, result: Result, query: str = "") -> str:
     """The link to a result's passage in the server's document view (the passage marked, the page scrolled to it)."""
     where = urllib.parse.urlencode({"start": result.start, "end": result.end, **({"q": query} if query else {})})
-    return f"{base_url.rstrip('/')}/documents/{urllib.parse.quote(result.doc_id, safe='')}?{where}#passage"
+    return f"{document_link(base_url, result.doc_id)}?{where}#passage"
 
 
 class ClientError(KbError):
