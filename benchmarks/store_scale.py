@@ -64,8 +64,9 @@ DEPTH = 100
 
 
 def postgres_store(settings: Settings, size: int, prepared: list[PreparedDocument], dimension: int,
-                   done: Path) -> PostgresStore:
-    """The store of ``size`` passages in its own schema: made by an earlier run (``done`` says it finished) or now."""
+                   done: Path, batches=None) -> PostgresStore:
+    """The store of ``size`` passages in its own schema: made by an earlier run (``done`` says it finished) or now,
+    from ``batches`` (by default ``copies`` of the prepared documents with moved vectors)."""
     import psycopg
 
     if done.exists():
@@ -81,7 +82,7 @@ def postgres_store(settings: Settings, size: int, prepared: list[PreparedDocumen
                                     "'%%USING hnsw%%'", (s,)).fetchall():
             conn.execute(f'DROP INDEX {s}."{name}"')
     loaded = 0
-    for batch in copies(size, prepared, varied(size)):
+    for batch in batches if batches is not None else copies(size, prepared, varied(size)):
         store.add(batch)
         loaded += sum(len(item.passages) for item in batch)
         if loaded % 50_000 < 650:

@@ -76,14 +76,14 @@ def copies(size: int, prepared: list[PreparedDocument],
 
 
 def make_store(folder: Path, size: int, prepared: list[PreparedDocument],
-               passages_of: Callable[[PreparedDocument, int], list] | None = None) -> int:
-    """A FAISS store of about ``size`` passages (``copies``); how many it holds."""
+               passages_of: Callable[[PreparedDocument, int], list] | None = None, batches=None) -> int:
+    """A FAISS store of about ``size`` passages (``copies``, or ``batches`` of documents); how many it holds."""
     settings = Settings.from_env(index_dir=folder, corpus_dir=folder / "corpus")
     (folder / "corpus").mkdir(parents=True, exist_ok=True)
     embedder = embedder_for(settings)
     store = FaissStore.create(folder, settings, settings.model, embedder.dimension, build_config(settings))
     passages = 0
-    for batch in copies(size, prepared, passages_of):
+    for batch in batches if batches is not None else copies(size, prepared, passages_of):
         store.db.write(batch, [])
         passages += sum(len(item.passages) for item in batch)
     store.close()

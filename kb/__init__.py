@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
-from kb.errors import DocumentError, KbError, StoreProblem
+from kb.errors import DocumentError, Forbidden, KbError, StoreProblem
 from kb.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from kb.search.pipeline import Answer
     from kb.stores.base import Store, StoredDocument
     from kb.stores.filters import Filters
+    from kb.stores.keys import Caller, KeyTable
 
 __all__ = ["open", "KnowledgeBase", "Settings", "KbError", "DocumentError", "StoreProblem"]
 
@@ -58,6 +59,7 @@ class KnowledgeBase:
         self._lock = threading.RLock()  # the library asks for the searcher while it holds it
         self.watching: "FolderWatch | None" = None
         self._queries: "QueryLogger | None" = None
+        self._keys: "KeyTable | None" = None
 
     # ---- the parts, loaded on first use ---------------------------------------------------------
 
@@ -130,22 +132,27 @@ class KnowledgeBase:
 
     # ---- reading -----------------------------------------------------------------------------------
 
+    # Every read takes an optional ``caller`` (kb/stores/keys.py): what it shows is what that caller may read, as if
+    # nothing else were there (the store filters, below ranking, counting and listing). None: everything.
+
     def search(self, query: str, k: int = 5, mode: str | None = None, filters: "Filters | None" = None,
-               offset: int = 0, highlights: bool = True) -> "Answer":
+               offset: int = 0, highlights: bool = True, caller: "Caller | None" = None) -> "Answer":
         """The ``k`` passages that best answer ``query`` after the first ``offset`` (see kb/search/pipeline.py)."""
+        from dataclasses import replace
+
         from kb.stores.filters import Filters
 
-        return self.searcher.current().answer(query, k, mode, highlights=highlights, filters=filters or Filters(),
-                                              offset=offset)
+        filters = replace(filters or Filters(), groups=_groups(caller))  # and answers are cached by the groups too
+        return self.searcher.current().answer(query, k, mode, highlights=highlights, filters=filters, offset=offset)
 
-    def get(self, doc_id: str) -> "StoredDocument | None":
-        """A document, whole (None when there is none with this id)."""
-        return self.store.document(doc_id)
+    def get(self, doc_id: str, caller: "Caller | None" = None) -> "StoredDocument | None":
+        """A document, whole (None when there is none with this id, or the caller may not read it)."""
+        return self.store.document(doc_id, _groups(caller))
 
-    def around(self, doc_id: str, at: int, window: int = 1) -> list[tuple[int, int, int]]:
+    def around(self, doc_id: str, at: int, window: int = 1, caller: "Caller | None" = None) -> list[tuple[int, int, int]]:
         """The passage of ``doc_id`` that holds character ``at`` (the last to start at or before it) and ``window``
         passages each side, as (ordinal, start, end); none for an unknown id."""
-        spans = self.store.passage_spans(doc_id)
+        spans = self.passage_spans(doc_id, caller)
         held = max((ordinal for ordinal, (start, _) in enumerate(spans) if start <= at), default=0)
         return [(ordinal, *spans[ordinal]) for ordinal in range(max(0, held - window), min(len(spans), held + window + 1))]
 
@@ -164,11 +171,16 @@ class KnowledgeBase:
                 self._queries = QueryLogger(self.settings, lambda: store_class(self.settings).query_log(self.settings))
             return self._queries
 
-    def insights(self, days: int = 30) -> dict[str, Any]:
-        """The insights report for the last ``days`` days (kb/insights/report.py), with every search made so far."""
+    def insights(self, days: int = 30, caller: "Caller | None" = None) -> dict[str, Any]:
+        """The insights report for the last ``days`` days (kb/insights/report.py), with every search made so far.
+        It counts every caller's questions over every document: Forbidden unless ``caller`` may read them all."""
         import time
 
         from kb.insights.report import LIMIT, report, window_start
+
+        if not self.reads_everything(caller):
+            raise Forbidden("the insights report counts everyone's questions over every document; it needs a key "
+                            "that may read every document (KB_API_KEY or KB_READ_KEY)")
 
         self.queries.flush()
         now = time.time()
@@ -190,27 +202,51 @@ class KnowledgeBase:
                 return
             offset += 1000
 
-    def list(self, offset: int = 0, limit: int = 20) -> tuple[int, list["StoredDocument"]]:
-        """(how many documents there are, ``limit`` of them by id from ``offset``, without their text)."""
-        return self.store.documents(offset, limit)
+    def passage_spans(self, doc_id: str, caller: "Caller | None" = None) -> list[tuple[int, int]]:
+        """(start, end) of each passage of the document, by ordinal (none for an unknown id)."""
+        return self.store.passage_spans(doc_id, _groups(caller))
 
-    def counts(self) -> tuple[int, int]:
+    def list(self, offset: int = 0, limit: int = 20, caller: "Caller | None" = None) -> tuple[int, list["StoredDocument"]]:
+        """(how many documents there are, ``limit`` of them by id from ``offset``, without their text)."""
+        return self.store.documents(offset, limit, _groups(caller))
+
+    def counts(self, caller: "Caller | None" = None) -> tuple[int, int]:
         """(documents, passages)."""
-        return self.store.counts()
+        return self.store.counts(_groups(caller))
+
+    def reads_everything(self, caller: "Caller | None") -> bool:
+        """Whether ``caller`` may read every document there is now: what the insights and /metrics, which count
+        every caller's questions and every document, ask of whoever reads them."""
+        return caller is None or caller.everything or self.counts(caller)[0] == self.counts()[0]
+
+    @property
+    def keys(self) -> "KeyTable":
+        """The keys that name callers (kb/stores/keys.py), where the store keeps them."""
+        if self._keys is not None:
+            return self._keys
+        with self._lock:
+            if self._keys is None:
+                from kb.stores import store_class
+
+                self._keys = store_class(self.settings).key_table(self.settings)
+            return self._keys
 
     # ---- writing ----------------------------------------------------------------------------------
 
-    def add(self, record: dict[str, Any]) -> tuple[dict, "BuildReport"]:
-        """A document as JSON {id?, title, text, source?, date?, metadata?}; an existing id is replaced."""
-        return self.library.add_record(record)
+    # A ``caller`` that may write only for its groups (`kb keys add --write`) writes documents of those groups or
+    # public ones, and replaces or deletes only documents it may read (kb/ingestion/writes.py).
 
-    def add_file(self, name: str, data: bytes) -> tuple[list[dict], "BuildReport"]:
+    def add(self, record: dict[str, Any], caller: "Caller | None" = None) -> tuple[dict, "BuildReport"]:
+        """A document as JSON {id?, title, text, source?, date?, metadata?, access?}; an existing id is replaced."""
+        return self.library.add_record(record, _groups(caller))
+
+    def add_file(self, name: str, data: bytes, caller: "Caller | None" = None) -> tuple[list[dict], "BuildReport"]:
         """A file of a supported type (.txt .md .html .pdf .jsonl), kept as it came."""
-        return self.library.add_file(name, data)
+        return self.library.add_file(name, data, _groups(caller))
 
-    def delete(self, doc_id: str) -> "BuildReport":
-        """Delete a document (DocumentError ``not_found`` when there is none)."""
-        return self.library.remove(doc_id)
+    def delete(self, doc_id: str, caller: "Caller | None" = None) -> "BuildReport":
+        """Delete a document (DocumentError ``not_found`` when there is none, or the caller may not read it)."""
+        return self.library.remove(doc_id, _groups(caller))
 
     def build(self, force: bool = False, progress: Callable | None = None) -> "BuildReport":
         """Bring the index in line with the corpus folder (`kb build`)."""
@@ -269,6 +305,8 @@ class KnowledgeBase:
             self.watching.stop()
         if self._queries is not None:
             self._queries.close()
+        if self._keys is not None:
+            self._keys.close()
         if self._searcher is not None:
             self._searcher.store.close()
 
@@ -277,3 +315,8 @@ class KnowledgeBase:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _groups(caller: "Caller | None") -> tuple[str, ...] | None:
+    """What the store is told of a caller: the groups it reads (None: every document)."""
+    return None if caller is None else caller.groups

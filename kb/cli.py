@@ -131,6 +131,16 @@ def make_parser() -> argparse.ArgumentParser:
     insights.add_argument("--json", action="store_true", help="print the report as one JSON object (/api/insights)")
     insights.set_defaults(run=_insights)
 
+    keys = sub.add_parser("keys", help="keys that name callers, with the groups whose documents they read (docs/access.md)")
+    keys.add_argument("action", choices=("add", "list", "revoke"),
+                      help="add NAME: a new key, printed once on the last line; list: every key (never the key "
+                           "itself); revoke NAME: refused from the next request on")
+    keys.add_argument("name", nargs="?", help="the key's name (add, revoke): who holds it, e.g. alice or hr-bot")
+    keys.add_argument("--groups", default="", help="add: the groups it reads, comma-separated (none: public documents only)")
+    keys.add_argument("--write", action="store_true", help="add: it may also write documents of its groups, or public ones")
+    keys.add_argument("--json", action="store_true", help="list: as JSON")
+    keys.set_defaults(run=_keys)
+
     db = sub.add_parser("db", help="KB_STORE=postgres: create, upgrade or drop kb's tables; run a local PostgreSQL")
     db.add_argument("action", choices=("init", "migrate", "status", "reset", "start-local", "stop-local"),
                     help="init: create the tables (idempotent); migrate: apply missing schema versions; status: "
@@ -309,6 +319,44 @@ def _insights(args: argparse.Namespace, settings: Settings) -> int:
     with kb.open(settings) as base:
         insights = base.insights(args.days)
     print(json.dumps(insights) if args.json else text(insights))
+    return 0
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from kb.documents.access import parse_groups
+    from kb.errors import KeyProblem, UnreadableDocument
+    from kb.stores import store_class
+
+    if args.action in ("add", "revoke") and not args.name:
+        print(f"kb: `kb keys {args.action}` needs the key's NAME", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        groups = parse_groups(args.groups, "--groups")
+    except UnreadableDocument as exc:
+        print(f"kb: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    table = store_class(settings).key_table(settings)
+    try:
+        if args.action == "add":
+            key = table.add(args.name, groups, args.write)
+            print(f"key {args.name!r}: reads {', '.join(groups) or 'public documents only'}"
+                  f"{' (and public documents)' if groups else ''}{'; may write' if args.write else ''}. "
+                  "It is shown this once; kb keeps only its hash:")
+            print(key)
+        elif args.action == "revoke":
+            if not table.revoke(args.name):
+                raise KeyProblem(f"there is no key named {args.name!r} (`kb keys list` shows them)")
+            print(f"revoked {args.name!r}: it is refused from the next request on", file=sys.stderr)
+        else:
+            found = [info.to_json() for info, _ in table.keys()]
+            if args.json:
+                print(json.dumps(found))
+            else:
+                for row in found:
+                    print(f"{row['name']:<24} {','.join(row['groups']) or '(public only)':<32} "
+                          f"{'write' if row['write'] else 'read':<6} {row['created']}")
+    finally:
+        table.close()
     return 0
 
 

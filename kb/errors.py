@@ -101,3 +101,15 @@ class ClusterError(KbError, RuntimeError):
     """A local PostgreSQL (for development and tests) could not be made or started."""
 
     code = "cluster_failed"
+
+
+class KeyProblem(KbError, ValueError):
+    """A key that cannot be added or revoked as asked: a name taken, unknown or badly formed (`kb keys`)."""
+
+    code = "key_problem"
+
+
+class Forbidden(KbError, PermissionError):
+    """The caller is known, but what it asks is not theirs to see or do (kb/stores/keys.py)."""
+
+    code = "forbidden"

@@ -111,6 +111,7 @@ class DocumentBrief(BaseModel):
     passages: int
     characters: int
     metadata: dict[str, Any]
+    access: list[str] = Field(description="The groups that may read it; []: everyone who may read the knowledge base.")
 
 
 class WindowPassage(BaseModel):

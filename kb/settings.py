@@ -33,6 +33,20 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
+def trusted_networks(raw: str) -> list[Any]:
+    """KB_TRUSTED_PROXIES as networks (ValueError naming the entry that is not an address or network)."""
+    import ipaddress
+
+    networks = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if entry:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"KB_TRUSTED_PROXIES: {entry[:60]!r} is not an address or a network like 10.0.0.0/8")
+    return networks
+
+
 def default_cache() -> Path:
     """kb/encoders in the user's cache folder ($XDG_CACHE_HOME, else ~/.cache), like other model caches."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -178,8 +192,24 @@ class Settings:
         "How sentence vectors (for highlights) are stored: float16, or int8 (half the bytes; see benchmarks/README.md for "
         "what it changes). Applies to what is written from then on; no rebuild needed.",
     )
-    api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need; with none set, writes are disabled.")
-    read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads (search, documents, the page) need; none set: reads are open.")
+    api_key: str = _setting("", "KB_API_KEY", "Bearer token that document writes need, and that reads every document; "
+                            "with none set, writes are disabled.")
+    read_key: str = _setting("", "KB_READ_KEY", "Bearer token that reads every document (search, documents, the page); "
+                             "none set: reads are open to anyone, who reads the documents without an access list.")
+    trusted_user_header: str = _setting(
+        "", "KB_TRUSTED_USER_HEADER",
+        "A header that names the signed-in user, set by a reverse proxy in front of kb (oauth2-proxy's "
+        "X-Forwarded-User, say); honoured only from KB_TRUSTED_PROXIES. Empty: not used.",
+    )
+    trusted_groups_header: str = _setting(
+        "X-Forwarded-Groups", "KB_TRUSTED_GROUPS_HEADER",
+        "With KB_TRUSTED_USER_HEADER: the header that lists the user's groups, comma-separated.",
+    )
+    trusted_proxies: str = _setting(
+        "", "KB_TRUSTED_PROXIES",
+        "Addresses or networks (CIDR), comma-separated, whose requests may name the user by KB_TRUSTED_USER_HEADER; "
+        "from any other address the header is ignored.",
+    )
     write_rate_limit: str = _setting(
         "60/minute", "KB_WRITE_RATE_LIMIT", "Document writes allowed per client address (flask-limiter syntax; 'off' to disable)."
     )
@@ -276,6 +306,9 @@ class Settings:
             raise ValueError(f"KB_QUERY_LOG must be one of {', '.join(QUERY_LOGS)}, got {self.query_log!r}")
         if self.query_log_keyed not in ("on", "off"):
             raise ValueError(f"KB_QUERY_LOG_KEYED must be on or off, got {self.query_log_keyed!r}")
+        if self.trusted_user_header and not self.trusted_proxies:
+            raise ValueError("KB_TRUSTED_USER_HEADER needs KB_TRUSTED_PROXIES: the addresses of the proxies that set it")
+        trusted_networks(self.trusted_proxies)
         if self.query_log_days < 1:
             raise ValueError(f"KB_QUERY_LOG_DAYS must be at least 1, got {self.query_log_days}")
         return self

@@ -21,6 +21,7 @@ from web.loading import Loading
 from web.mcp import mcp
 from web.metrics import Metrics
 from web.pages import pages
+from web.session import session
 
 log = logging.getLogger(__name__)
 request_log = logging.getLogger("kb.requests")
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, base: kb.KnowledgeBase | None =
     app.register_blueprint(documents, url_prefix="/api")
     app.register_blueprint(mcp)
     app.register_blueprint(insights)
+    app.register_blueprint(session)
     app.extensions["kb_metrics"] = Metrics(app)
     register_error_handlers(app)
     _limit_rates(app, settings)

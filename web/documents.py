@@ -16,7 +16,7 @@ documents = Blueprint("documents", __name__)
 
 @documents.post("/documents")
 def add_document():
-    require_write()
+    who = require_write()
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
         # Refused before a byte of the body is parsed (or spooled to a temporary file).
@@ -27,14 +27,14 @@ def add_document():
         if not isinstance(body, dict):
             raise ApiError("invalid_document", f"the body must be a JSON object with text, got {type(body).__name__}")
         record = validated(DocumentBody, body, json=True).model_dump(exclude_none=True)
-        document, report = knowledge_base().add(record)
+        document, report = knowledge_base().add(record, who)
         return jsonify({"document": document, "index": _summary(report)}), 201
     if request.mimetype == "multipart/form-data":
         refuse_encoded_body()
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             raise ApiError("missing_file", "send the document as a multipart form field named 'file'")
-        added, report = knowledge_base().add_file(upload.filename, upload.read())
+        added, report = knowledge_base().add_file(upload.filename, upload.read(), who)
         return jsonify({"documents": added, "index": _summary(report)}), 201
     raise ApiError("unsupported_media_type",
                    f"send application/json or multipart/form-data, not {request.mimetype or 'no content type'}")
@@ -42,39 +42,40 @@ def add_document():
 
 @documents.get("/documents")
 def list_documents():
-    require_read()
+    who = require_read()
     paging = validated(DocumentPage, {key: request.args.get(key) for key in ("page", "per_page")})
     page, per_page = paging.page, paging.per_page
-    total, chosen = knowledge_base().list((page - 1) * per_page, per_page)
+    total, chosen = knowledge_base().list((page - 1) * per_page, per_page, who)
     return jsonify({"page": page, "per_page": per_page, "total": total, "documents": [_brief(d) for d in chosen]})
 
 
 @documents.get("/documents/<doc_id>")
 def get_document(doc_id: str):
-    require_read()
+    who = require_read()
     view = validated(DocumentView, {key: request.args.get(key) for key in ("around", "window")})
     base = knowledge_base()
-    document = base.get(doc_id)
+    document = base.get(doc_id, who)
     if document is None:
         raise ApiError("not_found", f"no document with id {doc_id!r}")
     body = {**_brief(document), "text": document.text}
     if view.around is not None:  # past the end: the last passages
         body["window"] = [{"ordinal": ordinal, "start": start, "end": end, "text": document.text[start:end]}
-                          for ordinal, start, end in base.around(doc_id, view.around, view.window)]
+                          for ordinal, start, end in base.around(doc_id, view.around, view.window, who)]
     return jsonify(body)
 
 
 @documents.delete("/documents/<doc_id>")
 def delete_document(doc_id: str):
-    require_write()
-    report = knowledge_base().delete(doc_id)
+    who = require_write()
+    report = knowledge_base().delete(doc_id, who)
     return jsonify({"deleted": doc_id, "index": _summary(report)})
 
 
 def _brief(document) -> dict:
     return {"id": document.id, "title": document.title, "source": document.source, "passages": document.passages,
             "characters": document.length,
-            "metadata": {k: v for k, v in document.metadata.items() if k not in STRUCTURE_KEYS}}
+            "metadata": {k: v for k, v in document.metadata.items() if k not in STRUCTURE_KEYS},
+            "access": list(document.access)}
 
 
 def _summary(report) -> dict:

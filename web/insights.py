@@ -8,9 +8,9 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from web.auth import presented_key, require_read
+from web.auth import caller, presented_key, require_read
 from web.errors import ApiError
-from web.loading import knowledge_base
+from web.loading import Loading, knowledge_base
 from web.params import json_body
 from web.schemas import EventBody, InsightsWindow, validated
 
@@ -53,19 +53,23 @@ def _days() -> int:
 
 @insights.get("/api/insights")
 def report_json():
-    return jsonify(knowledge_base().insights(_days()))
+    return jsonify(knowledge_base().insights(_days(), caller()))
 
 
 @insights.get("/insights")
 def report_page():
     days = _days()
-    report = knowledge_base().insights(days)
+    report = knowledge_base().insights(days, caller())
     return render_template("insights.html", report=report, chart=day_chart(report["per_day"]),
                            query_log=current_app.config["KB_SETTINGS"].query_log)
 
 
 @insights.get("/metrics")
 def metrics():
+    base = current_app.extensions["kb"]
+    if not isinstance(base, Loading) and not base.reads_everything(caller()):
+        raise ApiError("forbidden", "/metrics counts every document: it needs a key that may read every document "
+                       "(KB_API_KEY or KB_READ_KEY)")
     return current_app.response_class(generate_latest(current_app.extensions["kb_metrics"].registry),
                                       mimetype=None, content_type=CONTENT_TYPE_LATEST)
 

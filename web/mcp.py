@@ -5,9 +5,10 @@ adapter) runs it on one event loop in a thread of its own, where the SDK's sessi
 is stateless and answers in JSON (no session, no stream left open), so a request holds a waitress thread only as
 long as a JSON API request would.
 
-``/mcp`` is behind the API's keys: reads need KB_READ_KEY when it is set, and only a caller presenting KB_API_KEY
-sees (and may call) the write tools. The tools reach the knowledge base through the JSON API in this process
-(``in_process``: no socket), as the caller: the same checks, error codes, rate limits and request log lines.
+``/mcp`` is behind the API's keys: reads need a key when KB_READ_KEY is set, and only a caller who may write
+(KB_API_KEY, or a key made with --write) sees (and may call) the write tools. The tools reach the knowledge base
+through the JSON API in this process (``in_process``: no socket), as the caller (web/auth.py's ``IN_PROCESS``): the
+same checks, the same documents hidden, error codes, rate limits and request log lines.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from flask import Blueprint, Flask, current_app, request
 
 from kb.client import Client, ClientError
 from kb.settings import Settings
-from web.auth import holds_write_key, require_read
+from kb.stores.keys import READER, Caller
+from web.auth import IN_PROCESS, require_read
 
 mcp = Blueprint("mcp", __name__)
 _caller: contextvars.ContextVar[dict] = contextvars.ContextVar("kb_mcp_caller", default={})
@@ -33,29 +35,30 @@ _bridges_lock = threading.Lock()
 
 @mcp.post("/mcp")  # stateless: no session to end (DELETE), no stream to open (GET)
 def endpoint():
-    require_read()
-    role = "writer" if holds_write_key() else "reader"  # only the write key sees the write tools
+    who = require_read()
+    role = "writer" if who.write else "reader"  # only a caller who may write sees the write tools
     bridge = _bridge(current_app._get_current_object())  # type: ignore[attr-defined]
     # Read by the tools' API calls (on the bridge's loop, which copies this context when the call starts): who
     # asks, and from where.
-    token = _caller.set({"remote_addr": request.remote_addr or "", "links": request.host_url.rstrip("/")})
+    token = _caller.set({"remote_addr": request.remote_addr or "", "links": request.host_url.rstrip("/"), "who": who})
     try:
         return current_app.response_class.force_type(bridge.wsgi[role], request.environ)
     finally:
         _caller.reset(token)
 
 
-def in_process(app: Flask, key: str | None) -> Any:
-    """A kb.client transport that calls ``app`` in this process, as the caller of the MCP request being served."""
+def in_process(app: Flask, who: Caller | None = None) -> Any:
+    """A kb.client transport that calls ``app`` in this process as ``who``, else as the caller of the MCP request
+    being served (handed over in the WSGI environ, never as a header anyone could send)."""
     from werkzeug.test import EnvironBuilder, run_wsgi_app
 
     def transport(method: str, path: str, data: bytes | None, headers: dict) -> tuple[int, bytes]:
         headers = {k: v for k, v in headers.items() if k != "Authorization"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        environ = EnvironBuilder(path=path, method=method, data=data, headers=headers,
-                                 environ_base={"REMOTE_ADDR": _caller.get().get("remote_addr") or "127.0.0.1"}
-                                 ).get_environ()
+        asking = who or _caller.get().get("who")
+        base = {"REMOTE_ADDR": _caller.get().get("remote_addr") or "127.0.0.1"}
+        if asking is not None:
+            base[IN_PROCESS] = asking
+        environ = EnvironBuilder(path=path, method=method, data=data, headers=headers, environ_base=base).get_environ()
         body, status, _ = run_wsgi_app(app.wsgi_app, environ, buffered=True)
         return int(status.split()[0]), b"".join(body)
 
@@ -71,12 +74,10 @@ class Bridge:
 
         from kb.agents.mcp import build_server
 
-        settings: Settings = app.config["KB_SETTINGS"]
-        roles = {"reader": settings.read_key, **({"writer": settings.api_key} if settings.api_key else {})}
-        self.servers = {
-            role: build_server(lambda key=key: Client("http://in-process", transport=in_process(app, key)),
-                               writable=role == "writer", links=lambda: _caller.get().get("links"))
-            for role, key in roles.items()}
+        client = Client("http://in-process", transport=in_process(app))  # as each MCP request's caller
+        self.servers = {role: build_server(lambda: client, writable=role == "writer",
+                                           links=lambda: _caller.get().get("links"))
+                        for role in ("reader", "writer")}
         # The SDK would check the Host header on a loopback address (DNS rebinding). kb's API does not, and a
         # server behind a reverse proxy that passes its own Host would refuse every call: the keys guard /mcp as
         # they guard /api (docs/agents.md).
@@ -90,7 +91,6 @@ class Bridge:
         self._running = asyncio.run_coroutine_threadsafe(self._run(ready), self.loop)
         ready.wait(30)
         self.wsgi = {role: ASGIMiddleware(app_, loop=self.loop) for role, app_ in asgi.items()}
-        self.wsgi.setdefault("writer", self.wsgi["reader"])
 
     async def _run(self, ready: threading.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -113,7 +113,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("mcp", help="an MCP server over stdio for AI agents (read-only, or --url)")
     command.add_argument("--url", help="talk to a running kb serve at this address instead of opening the store "
                                        "(its write tools are offered when --key is its write key)")
-    command.add_argument("--key", help="the key to send with --url: KB_READ_KEY, or KB_API_KEY for the write tools")
+    command.add_argument("--key", help="the key to act as: sent to --url (a write key offers the write tools), or, "
+                                       "without --url, a key of `kb keys` whose documents alone are served")
     command.set_defaults(run=mcp_command)
 
 
@@ -138,9 +139,15 @@ def mcp_command(args: argparse.Namespace, settings: Settings) -> int:
         from web.app import create_app
 
         base = kb.open(settings)  # no writes are offered, so the store is only read
+        who = READER  # whoever may open the store's files reads every document, unless a key narrows it
+        if args.key:
+            who = base.keys.caller(args.key)
+            if who is None:
+                print("kb: --key is not a key of `kb keys list` (it may have been revoked)", file=sys.stderr)
+                return 1
         app = create_app(settings, base=base)
         threading.Thread(target=base.warm_up, name="kb-warm-up", daemon=True).start()
-        local = Client("http://in-process", transport=in_process(app, settings.read_key))
+        local = Client("http://in-process", transport=in_process(app, who))
         server = build_server(lambda: local, writable=False, links=lambda: None)
     server.run(transport="stdio")
     return 0

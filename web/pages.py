@@ -9,7 +9,7 @@ from flask import Blueprint, abort, render_template, request
 
 from kb.search.pipeline import DEFAULT_K, MAX_K
 from kb.settings import MODES
-from web.auth import require_read
+from web.auth import caller, require_read
 from web.errors import ApiError
 from web.insights import answered
 from web.loading import knowledge_base
@@ -39,8 +39,9 @@ def _answer_state() -> tuple[dict, int]:
     except ApiError as exc:
         state["not_ready"] = exc  # code "loading", or "failed" when kb could not start
         return state, exc.status
+    who = caller()
     state["mode"] = base.settings.search_mode
-    state["empty"] = not base.counts()[1]
+    state["empty"] = not base.counts(who)[1]
     if raw_query is None or state["empty"]:
         return state, 200
     try:
@@ -51,8 +52,8 @@ def _answer_state() -> tuple[dict, int]:
         state["error"] = exc.message
         return state, exc.status
     began = time.perf_counter()
-    answer = base.search(query, k, mode, offset=offset)
-    above = base.search(query, offset, mode, highlights=False).hits if offset else []
+    answer = base.search(query, k, mode, offset=offset, caller=who)
+    above = base.search(query, offset, mode, highlights=False, caller=who).hits if offset else []
     # As you type, the page's script says when a question settled (web/static/search.js); a page loaded whole has.
     query_id = answered(base, answer, "page", settled=request.path == "/")
     state.update(query=query, k=k, offset=offset, mode=answer.mode, answer=answer, shown=shown_results(answer.hits, above),
@@ -77,15 +78,15 @@ def results_fragment():
 def document_page(doc_id: str):
     """The whole document, with the cited passage and its answering sentences marked, so a citation
     can be checked in place; links to the passages before and after it."""
-    store = knowledge_base().store
-    document = store.document(doc_id)
+    base, who = knowledge_base(), caller()
+    document = base.get(doc_id, who)
     if document is None:
         abort(404)
     start = request.args.get("start", type=int)
     end = request.args.get("end", type=int)
     if start is None or end is None or not 0 <= start < end <= len(document.text):
         start = end = 0
-    spans = store.passage_spans(doc_id) if end else []
+    spans = base.passage_spans(doc_id, who) if end else []
     # Passages overlap: the one cited exactly, else the first that holds the start (an older link).
     ordinal = next((i for i, span in enumerate(spans) if span == (start, end)),
                    next((i for i, (a, b) in enumerate(spans) if a <= start < b), None))

@@ -211,6 +211,9 @@ class DocumentBody(BaseModel):
     source: Optional[str] = None
     date: Optional[str] = Field(None, description="For date filters, e.g. 2025-06-01.")
     metadata: Optional[dict[str, Any]] = None
+    access: Optional[list[str]] = Field(
+        None, max_length=50, description="The groups that may read it (docs/access.md); left out or []: everyone who "
+        "may read the knowledge base. A key made with `kb keys add --write` gives only its own groups.")
 
     @model_validator(mode="before")
     @classmethod

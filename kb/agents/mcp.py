@@ -170,8 +170,11 @@ def build_server(client: Callable[[], Client], *, writable: bool, links: Callabl
                 "made from the title when left out."))] = None,
             source: Annotated[Optional[str], Field(description="Where it comes from, e.g. a URL.")] = None,
             metadata: Annotated[Optional[dict[str, Any]], Field(description="Any fields to filter by.")] = None,
+            access: Annotated[Optional[list[str]], Field(description=(
+                "The groups that may read it; left out: everyone who may read the knowledge base."))] = None,
         ) -> WriteOutput:
-            added = _asked(lambda: client().add(text, id=doc_id, title=title, source=source, metadata=metadata))
+            added = _asked(lambda: client().add(text, id=doc_id, title=title, source=source, metadata=metadata,
+                                                access=access))
             return WriteOutput(id=added.document.id if added.document else "", deleted=False, index=added.index)
 
         @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False),

@@ -93,10 +93,11 @@ class Client:
     # ---- writing (the server's KB_API_KEY) ------------------------------------------------------------
 
     def add(self, text: str, id: str | None = None, title: str | None = None, source: str | None = None,  # noqa: A002
-            metadata: dict[str, Any] | None = None) -> Added:
-        """Store a document (a new id replaces nothing; the same id replaces that document)."""
+            metadata: dict[str, Any] | None = None, access: list[str] | None = None) -> Added:
+        """Store a document (a new id replaces nothing; the same id replaces that document); ``access``: the groups
+        that may read it (docs/access.md)."""
         body = {key: value for key, value in (("id", id), ("title", title), ("source", source),
-                                              ("metadata", metadata)) if value is not None}
+                                              ("metadata", metadata), ("access", access)) if value is not None}
         return self._call("POST", "/api/documents", Added, {**body, "text": text})
 
     def delete(self, doc_id: str) -> Deleted:

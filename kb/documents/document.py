@@ -23,10 +23,11 @@ class Document:
     path: str = ""  # the file in the corpus folder that holds it, relative; "" when it has none
     original: bytes | None = field(default=None, repr=False, compare=False)  # an upload's bytes, for a store to keep
     updated: str | None = field(default=None, compare=False)  # when it was last written (an import keeps it)
+    access: tuple[str, ...] = ()  # the groups that may read it, sorted; () public (kb/documents/access.py)
 
     @property
     def content_hash(self) -> str:
-        return content_hash(self.title, self.text, self.metadata)
+        return content_hash(self.title, self.text, self.metadata, self.access)
 
     @property
     def fingerprint(self) -> tuple[str, str]:
@@ -35,9 +36,11 @@ class Document:
         return self.content_hash, self.path
 
 
-def content_hash(title: str, text: str, metadata: dict[str, Any] | None = None) -> str:
+def content_hash(title: str, text: str, metadata: dict[str, Any] | None = None, access: tuple[str, ...] = ()) -> str:
+    """What a write compares; a change of access is a change (a public document's hash is what it always was)."""
     meta = json.dumps(metadata or {}, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(f"{title}\0{text}\0{meta}".encode("utf-8")).hexdigest()
+    groups = f"\0{','.join(access)}" if access else ""
+    return hashlib.sha256(f"{title}\0{text}\0{meta}{groups}".encode("utf-8")).hexdigest()
 
 
 def valid_id(doc_id: str) -> bool:

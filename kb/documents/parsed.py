@@ -17,6 +17,7 @@ class Parsed:
     metadata: dict[str, Any]
     id: str | None = None  # only JSON lines carry their own id
     source: str | None = None  # and their own source (the file's path otherwise)
+    access: tuple[str, ...] | None = None  # and their own access (None: the folder's rule, kb/documents/access.py)
 
 
 def decode_text(raw: bytes) -> str:

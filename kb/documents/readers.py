@@ -13,6 +13,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any, Callable
 
+from kb.documents.access import parse_access
 from kb.documents.html import read_html
 from kb.documents.parsed import Parsed, decode_text, first_line
 from kb.documents.pdf import read_pdf
@@ -45,11 +46,11 @@ def read_md(raw: bytes) -> list[Parsed]:
     return [Parsed(markdown_title(text), text, {"code": [list(span) for span in code]} if code else {})]
 
 
-JSONL_FIELDS = {"id", "title", "text", "source", "date", "metadata"}
+JSONL_FIELDS = {"id", "title", "text", "source", "date", "metadata", "access"}
 
 
 def parse_record(row: Any, where: str) -> Parsed:
-    """One document given as JSON: {id?, title, text, source?, date?, metadata?}."""
+    """One document given as JSON: {id?, title, text, source?, date?, metadata?, access?}."""
     if not isinstance(row, dict):
         raise UnreadableDocument(f"{where}: expected a JSON object")
     unknown = set(row) - JSONL_FIELDS
@@ -75,7 +76,8 @@ def parse_record(row: Any, where: str) -> Parsed:
     problem = metadata_problem(metadata, len(text))
     if problem:
         raise UnreadableDocument(f"{where}: {problem}")
-    return Parsed(title or first_line(text), text, metadata, doc_id, row.get("source"))
+    access = parse_access(row["access"], where) if row.get("access") is not None else None
+    return Parsed(title or first_line(text), text, metadata, doc_id, row.get("source"), access)
 
 
 _DATE_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.+\-Z]*)?")

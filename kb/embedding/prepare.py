@@ -59,6 +59,7 @@ def embed_chunked(chunked: Chunked, embedder: Any, settings: Settings, progress:
                 vectors[row], terms(text), absolute, np.asarray(sentence_vectors[row], dtype=np.float16)))
             row += 1
         stored = StoredDocument(document.id, document.title, document.source, document.content_hash, document.text,
-                                len(passages), dict(document.metadata), document.path, updated=document.updated)
+                                len(passages), dict(document.metadata), document.path, updated=document.updated,
+                                access=document.access)
         prepared.append(PreparedDocument(stored, items))
     return prepared

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from kb.documents.access import ACCESS_FILE, FolderAccess, access_file_stat
 from kb.documents.chunking import Chunked, chunk_all
 from kb.documents.document import Document
 from kb.documents.folder import corpus_files, tidy
@@ -199,16 +200,23 @@ def _wanted(store: Store, settings: Settings, documents: list[Document] | None, 
     if documents is not None:
         return list(documents), {}, []
     known = store.file_stats()
-    listed = list(corpus_files(Path(settings.corpus_dir)))
+    corpus = Path(settings.corpus_dir)
+    listed = list(corpus_files(corpus))
     seen = {relative for relative, _, _ in listed}
+    rules, rules_stat = FolderAccess.read(corpus), access_file_stat(corpus)  # unreadable rules: no sync at all
     changed = [entry for entry in listed if known.get(entry[0]) != entry[2]]  # unchanged files are not even opened
+    if known.get(ACCESS_FILE) != rules_stat:  # the rules changed: every file is read again (only access may differ)
+        changed = listed
     if settle > 0:
         now = time.time_ns()
         quiet = now - int(settle * 1e9)
         recent = {entry[0] for entry in changed if quiet < entry[2][1] <= now + 10**9}  # (a future mtime: a skewed clock)
         report.held = sorted(recent)
         changed = [entry for entry in changed if entry[0] not in recent]
-    found, read = read_files(changed, report.skipped_files, settings.max_document_mb * 2**20)
+    found, read = read_files(changed, report.skipped_files, settings.max_document_mb * 2**20, rules)
+    if rules_stat is not None:
+        read[ACCESS_FILE] = rules_stat
+        seen.add(ACCESS_FILE)
     gone = [path for path in known if path not in seen]
     return found, read, gone
 

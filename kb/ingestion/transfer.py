@@ -2,9 +2,10 @@
 
 One document a line, by id, every field always present and in this order:
 
-    {"id", "title", "source", "text", "metadata", "hash", "updated", "file"}
+    {"id", "title", "source", "text", "metadata", "access", "hash", "updated", "file"}
 
-``id`` to ``metadata`` are the fields of the .jsonl line format (kb/documents/readers.py), metadata keys sorted; ``hash`` is the content hash
+``id`` to ``access`` are the fields of the .jsonl line format (kb/documents/readers.py), metadata keys sorted, access
+the groups that may read it ([] public; an export of an older kb, without it, imports as public); ``hash`` is the content hash
 (checked on import); ``updated`` is when the document last changed, ISO 8601 UTC (an import keeps it); ``file`` is
 null, or for an uploaded file {"name", "data"}: its name and original bytes in base64, so an import reads the file
 again exactly as the upload was read. A document of a corpus file is exported as JSON: an import keeps its text,
@@ -49,7 +50,7 @@ def documents_of(row: Any, number: int, record: Record, max_chars: int) -> list[
             name = check_file_name(str(upload.get("name", "")))
             documents = record.uploaded(name, base64.b64decode(upload["data"], validate=True), max_chars)
         else:
-            fields = {key: row.get(key) for key in ("id", "title", "source", "text", "metadata")}
+            fields = {key: row.get(key) for key in ("id", "title", "source", "text", "metadata", "access")}
             parsed = parse_record({key: value for key, value in fields.items() if value is not None}, where)
             documents = [record.json_document(parsed, row["id"])]
             if documents[0].content_hash != row["hash"]:

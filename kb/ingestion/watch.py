@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
+from kb.documents.access import ACCESS_FILE
 from kb.documents.folder import KB_FOLDER, SUPPORTED_SUFFIXES, is_read
 from kb.ingestion.sync import BuildReport
 from kb.settings import Settings
@@ -237,6 +238,8 @@ def _skipped_because(relative: str, path: Path) -> str | None:
     """None when kb reads this path (or it may be a folder, or gone); else why not ("" for kb's own files,
     which are not worth a line)."""
     parts = PurePosixPath(relative).parts
+    if relative == ACCESS_FILE:
+        return None  # the folder's access rules: every document under a rule may change
     if parts[0] == KB_FOLDER and not is_read(relative):
         return ""
     if not is_read(relative):

@@ -64,8 +64,9 @@ class Library:
         """The store written to now (a server's follows a rebuild)."""
         return self._store()
 
-    def add_record(self, record: Any) -> tuple[dict, BuildReport]:
-        """A JSON document {id?, title, text, source?, date?, metadata?}; an existing id is replaced."""
+    def add_record(self, record: Any, groups: Sequence[str] | None = None) -> tuple[dict, BuildReport]:
+        """A JSON document {id?, title, text, source?, date?, metadata?, access?}; an existing id is replaced.
+        ``groups``: the writer's (None: one who may write anything; see ``write``)."""
         try:
             parsed = parse_record(record, "the document")
         except UnreadableDocument as exc:
@@ -73,10 +74,10 @@ class Library:
         doc_id = parsed.id or _new_id(parsed.title)
         if not valid_id(doc_id):
             raise DocumentError("invalid_id", f"document id {doc_id[:80]!r} may hold only letters, digits, '.', '_' and '-'")
-        report = self.write([self._store().record.json_document(parsed, doc_id)])
+        report = self.write([self._store().record.json_document(parsed, doc_id)], groups)
         return self.describe(doc_id), report
 
-    def add_file(self, name: str, data: bytes) -> tuple[list[dict], BuildReport]:
+    def add_file(self, name: str, data: bytes, groups: Sequence[str] | None = None) -> tuple[list[dict], BuildReport]:
         """A file of a supported type (an upload, or `kb add`): read before anything is stored, then kept
         where the store keeps what kb is given (kb/stores/record.py)."""
         safe = check_file_name(name)
@@ -87,17 +88,18 @@ class Library:
             documents = self._store().record.uploaded(safe, data, self.settings.max_upload_mb * 2**20)
         except UnreadableDocument as exc:
             raise DocumentError("unreadable_document", f"{safe}: {exc}") from None
-        report = self.write(documents)
+        report = self.write(documents, groups)
         return [self.describe(d.id) for d in documents], report
 
     def add_path(self, source: Path) -> tuple[list[dict], BuildReport]:
         """`kb add`: a file on disk, stored as an upload."""
         return self.add_file(source.name, Path(source).read_bytes())
 
-    def remove(self, doc_id: str) -> BuildReport:
-        """Delete a document; one from a file loses its file too (else the next sync would bring it back)."""
+    def remove(self, doc_id: str, groups: Sequence[str] | None = None) -> BuildReport:
+        """Delete a document; one from a file loses its file too (else the next sync would bring it back). A writer
+        of ``groups`` deletes only documents they may read (any other is not found)."""
         store = self._store()
-        stored = store.document(doc_id)
+        stored = store.document(doc_id, groups)
         if stored is None:
             raise DocumentError("not_found", f"no document with id {doc_id!r}")
         if stored.path:
@@ -133,11 +135,24 @@ class Library:
         document = self._store().document(doc_id)
         return {"id": doc_id, **{k: getattr(document, k, None) for k in ("title", "source", "path", "passages")}}
 
-    def write(self, documents: list[Document]) -> BuildReport:
+    def write(self, documents: list[Document], groups: Sequence[str] | None = None) -> BuildReport:
         """Documents as the record keeps them (``record.json_document``, ``record.uploaded``), written as one
         write: kept in the record, then indexed, in one transaction with whatever other writes wait meanwhile.
-        A document may not replace one of another file (409 id_taken)."""
-        known = self._store().fingerprints([d.id for d in documents])
+        A document may not replace one of another file (409 id_taken).
+
+        A writer of ``groups`` (a key with --write, kb/stores/keys.py) gives documents no access but within their
+        groups, and replaces only documents they may read (403 forbidden)."""
+        store = self._store()
+        known = store.fingerprints([d.id for d in documents])
+        if groups is not None:
+            for document in documents:
+                outside = sorted(set(document.access) - set(groups))
+                if outside:
+                    raise DocumentError("forbidden", f"document {document.id!r} names group(s) {', '.join(outside)}, "
+                                        "which your key is not in; a key gives documents only its own groups")
+                if document.id in known and store.document(document.id, groups) is None:
+                    raise DocumentError("forbidden", f"document id {document.id!r} belongs to a document your key "
+                                        "may not read, so it may not replace it; choose another id")
         for document in documents:
             path = known.get(document.id, ("", ""))[1]
             if path and path != document.path:

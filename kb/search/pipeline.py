@@ -62,7 +62,7 @@ class Answer:
     def to_json(self, k: int, took_ms: float) -> dict:
         """The answer as kb/schemas.py's ``SearchAnswer`` (the API and `kb search --json`)."""
         body = {**self._head(k, took_ms), "results": [h.to_dict() for h in self.hits]}
-        if self.filters:
+        if self.filters.asked:
             body["filters"] = self.filters.to_json()
         return body
 
@@ -70,7 +70,7 @@ class Answer:
         """``to_json`` as JSON text, the same keys in the same order. The hits are serialized once per
         answer, so an answer from the cache costs only its few top-level fields (benchmarks/README.md)."""
         head = json.dumps(self._head(k, took_ms))
-        tail = f', "filters": {json.dumps(self.filters.to_json())}' if self.filters else ""
+        tail = f', "filters": {json.dumps(self.filters.to_json())}' if self.filters.asked else ""
         return f'{head[:-1]}, "results": {self._results_text}{tail}}}'
 
     @functools.cached_property

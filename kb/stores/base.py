@@ -26,6 +26,7 @@ EXACT_FILTER_LIMIT = 20_000
 if TYPE_CHECKING:
     from kb.documents.document import Document
     from kb.settings import Settings
+    from kb.stores.keys import KeyTable
     from kb.stores.querylog import QueryLog
     from kb.stores.record import Record
 
@@ -43,6 +44,7 @@ class StoredDocument:
     length: int = -1  # characters in the text (listings leave the text out but keep this)
     original: bytes | None = field(default=None, repr=False, compare=False)  # an upload's bytes, to be kept
     updated: str | None = None  # when the record last changed, ISO 8601 UTC to the microsecond (kb/stores/record.py)
+    access: tuple[str, ...] = ()  # the groups that may read it, sorted; () public (kb/documents/access.py)
 
     def __post_init__(self) -> None:
         if self.length < 0:
@@ -220,6 +222,11 @@ class Store(abc.ABC):
     def query_log(cls, settings: "Settings") -> "QueryLog":
         """Where this store keeps the query log (kb/stores/querylog.py): with its record, never in the index."""
 
+    @classmethod
+    @abc.abstractmethod
+    def key_table(cls, settings: "Settings") -> "KeyTable":
+        """Where this store keeps the keys that name callers (kb/stores/keys.py): with its record, never in the index."""
+
     def facts(self) -> list[tuple[str, dict[str, str], float]]:
         """Gauges for /metrics beyond counts, as (name without kb_, labels, value): what this kind of store can
         tell (the index's age; on PostgreSQL, its pools and a standby's lag)."""
@@ -283,16 +290,19 @@ class Store(abc.ABC):
 
     # ---- reads ----------------------------------------------------------------------------
 
+    # Reads that show documents take the caller's ``groups`` (kb/stores/filters.py: None reads everything) and
+    # answer as if the documents the caller may not read were not there.
+
     @abc.abstractmethod
-    def document(self, doc_id: str) -> StoredDocument | None:
+    def document(self, doc_id: str, groups: Sequence[str] | None = None) -> StoredDocument | None:
         ...
 
     @abc.abstractmethod
-    def documents(self, offset: int, limit: int) -> tuple[int, list[StoredDocument]]:
+    def documents(self, offset: int, limit: int, groups: Sequence[str] | None = None) -> tuple[int, list[StoredDocument]]:
         """(total, one page of documents by id, without their text)."""
 
     @abc.abstractmethod
-    def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
+    def passage_spans(self, doc_id: str, groups: Sequence[str] | None = None) -> list[tuple[int, int]]:
         """(start, end) of each passage of the document, by ordinal (none for an unknown id)."""
 
     @abc.abstractmethod
@@ -312,10 +322,9 @@ class Store(abc.ABC):
     def snapshot(self) -> Snapshot:
         ...
 
-    def counts(self) -> tuple[int, int]:
+    @abc.abstractmethod
+    def counts(self, groups: Sequence[str] | None = None) -> tuple[int, int]:
         """(documents, passages) now."""
-        with self.snapshot() as snapshot:
-            return snapshot.counts()
 
     def file_stats(self) -> dict[str, tuple[int, int]]:
         """corpus path -> (size, mtime_ns) when it was last read (stores without a corpus: none)."""

@@ -3,6 +3,10 @@
 What a filter means is written here once, in Python (``Filters.matches``), with its translations for each
 store's database beside it (``sqlite_prefilter``, ``postgres_where``); the store contract test holds every
 store to the same answers.
+
+Who may read what is one of them (``groups``, the caller's groups; None for a caller who reads everything), so a
+document a caller may not read is never ranked, counted, listed or shown: ``visible`` is the rule
+(kb/documents/access.py says what it means), and every store applies it below its API.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # also published in the API's OpenAPI description
 _DATE = re.compile(DATE_PATTERN)
@@ -29,15 +33,23 @@ class Filters:
     metadata: tuple[tuple[str, str], ...] = ()  # (key, value): the document's metadata[key] must equal value
     date_from: str | None = None  # YYYY-MM-DD, inclusive, against metadata["date"]
     date_to: str | None = None
+    groups: tuple[str, ...] | None = None  # the caller's groups, sorted; None: the caller reads every document
 
     def __post_init__(self) -> None:
         for name in ("date_from", "date_to"):
             check_date(name, getattr(self, name))
 
     def __bool__(self) -> bool:
+        return self.asked or self.groups is not None
+
+    @property
+    def asked(self) -> bool:
+        """Whether the search asked for any filter (what the answer echoes; the caller's groups are not one)."""
         return bool(self.doc_ids or self.sources or self.metadata or self.date_from or self.date_to)
 
-    def matches(self, doc_id: str, source: str, metadata: dict[str, Any]) -> bool:
+    def matches(self, doc_id: str, source: str, metadata: dict[str, Any], access: Sequence[str] = ()) -> bool:
+        if not visible(access, self.groups):
+            return False
         if self.doc_ids and doc_id not in self.doc_ids:
             return False
         if self.sources and source not in self.sources:
@@ -63,13 +75,40 @@ class Filters:
             if values:
                 where.append(f"d.{column} IN ({','.join('?' * len(values))})")
                 parameters += list(values)
-        return " AND ".join(where), parameters
+        access, values = sqlite_visible(self.groups)
+        return " AND ".join([*where, access]), [*parameters, *values]
 
     def to_json(self) -> dict[str, Any]:
         return {key: value for key, value in {
             "doc_id": list(self.doc_ids), "source": list(self.sources), "metadata": dict(self.metadata),
             "date_from": self.date_from, "date_to": self.date_to,
         }.items() if value}
+
+
+def visible(access: Sequence[str], groups: Sequence[str] | None) -> bool:
+    """Whether a caller of ``groups`` (None: one who reads everything) may read a document of ``access``."""
+    return groups is None or not access or not set(access).isdisjoint(groups)
+
+
+def sqlite_visible(groups: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """``visible`` over SQLite's documents (alias ``d``), whose access column is a JSON list ('[]': public)."""
+    if groups is None:
+        return "1", []
+    if not groups:
+        return "d.access = '[]'", []
+    marks = ",".join("?" * len(groups))
+    return f"(d.access = '[]' OR EXISTS (SELECT 1 FROM json_each(d.access) WHERE value IN ({marks})))", list(groups)
+
+
+def postgres_visible(groups: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """``visible`` over PostgreSQL's documents (alias ``d``), whose access column is a text[] ('{}': public)."""
+    if groups is None:
+        return "true", []
+    if not groups:
+        return "d.access = '{}'", []
+    # Spelled so that the planner can answer each side from an index: the public documents' partial btree, and the
+    # partial GIN index on the restricted ones' access (schema version 5).
+    return "(d.access = '{}' OR (d.access <> '{}' AND d.access && %s::text[]))", [list(groups)]
 
 
 def metadata_text(value: Any) -> str:
@@ -87,7 +126,8 @@ def postgres_where(filters: Filters) -> tuple[str, list[Any]]:
     """PostgreSQL: a WHERE clause over the documents (alias ``d``) that keeps exactly what ``matches`` keeps."""
     from psycopg.types.json import Jsonb
 
-    where, parameters = ["true"], []
+    access, parameters = postgres_visible(filters.groups)
+    where = [access]
     if filters.doc_ids:
         where.append("d.id = ANY(%s)")
         parameters.append(list(filters.doc_ids))

@@ -56,9 +56,13 @@ def time_ns(iso: str) -> int:
     return (calendar.timegm(moment.timetuple()) * 10**6 + moment.microsecond) * 1000
 
 
-def json_line(doc_id: str, title: str, source: str, text: str, metadata: dict[str, Any]) -> bytes:
-    """A document as the one JSON line kb keeps it in (the .jsonl line format, with its id and source)."""
+def json_line(doc_id: str, title: str, source: str, text: str, metadata: dict[str, Any],
+              access: Sequence[str] = ()) -> bytes:
+    """A document as the one JSON line kb keeps it in (the .jsonl line format, with its id and source, and its
+    access when it has one)."""
     row = {"id": doc_id, "title": title, "source": source, "text": text, "metadata": metadata}
+    if access:
+        row["access"] = list(access)
     return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -77,7 +81,8 @@ class Record:
     def json_document(self, parsed: Parsed, doc_id: str) -> Document:
         """A document sent as JSON (already checked by ``parse_record``), as it will be stored."""
         path = document_path(doc_id)
-        line = json_line(doc_id, parsed.title, parsed.source or default_source(path, doc_id), parsed.text, parsed.metadata)
+        line = json_line(doc_id, parsed.title, parsed.source or default_source(path, doc_id), parsed.text, parsed.metadata,
+                         parsed.access or ())
         [document] = documents_from(read_jsonl(line), path)
         return replace(document, original=line) if self.in_folder else replace(document, path="")
 
@@ -88,7 +93,7 @@ class Record:
         reader = reader_for(name)
         if reader is READERS[".jsonl"]:
             lines = documents_from(reader(data), upload_path(name), max_chars)  # every line checked, ids given
-            return [self.json_document(Parsed(d.title, d.text, d.metadata, d.id, d.source), d.id) for d in lines]
+            return [self.json_document(Parsed(d.title, d.text, d.metadata, d.id, d.source, d.access), d.id) for d in lines]
         documents = documents_from(reader(data), upload_path(name), max_chars)
         return [replace(d, original=data, path=d.path if self.in_folder else "") for d in documents]
 
@@ -170,7 +175,8 @@ def export_line(document: "StoredDocument") -> bytes:
         upload = {"name": PurePosixPath(document.source).name, "data": base64.b64encode(document.original).decode()}
     metadata = json.loads(json.dumps(document.metadata, sort_keys=True))  # one order, whichever store kept it
     row = {"id": document.id, "title": document.title, "source": document.source, "text": document.text,
-           "metadata": metadata, "hash": document.hash, "updated": document.updated, "file": upload}
+           "metadata": metadata, "access": list(document.access), "hash": document.hash, "updated": document.updated,
+           "file": upload}
     return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
 
 

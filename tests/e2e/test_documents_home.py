@@ -25,6 +25,7 @@ from kb.evaluation.datasets import load_cranfield
 from kb.ingestion.sync import build_index
 from kb.settings import Settings
 from kb.stores import open_store
+from kb.stores.keys import SqliteKeyTable
 from tests.conftest import REPO, SEED_CORPUS, all_documents
 from tests.e2e.conftest import call, start_server
 from tests.e2e.test_living_corpus import _check_whole, _write_corpus
@@ -263,13 +264,19 @@ def test_a_backup_killed_anywhere_harms_nothing_and_a_whole_one_restores(tmp_pat
             refused = kb("restore", str(target), env={"KB_CORPUS_DIR": str(tmp_path / "r"),
                                                       "KB_INDEX_DIR": str(tmp_path / "ri")})
             assert refused.returncode == 1 and "not a complete kb backup" in refused.stderr.decode()
+    (settings.corpus_dir / ".kb-access").write_text("private: staff\n")  # who reads what is the record's too
+    key = kb("keys", "add", "alice", "--groups", "staff", env=env).stdout.decode().strip().splitlines()[-1]
+    assert kb("build", env=env).returncode == 0
     whole = tmp_path / "whole"
     assert kb("backup", str(whole), env=env).returncode == 0
+    assert key not in (whole / "keys.jsonl").read_text(), "hashes, never keys"
     restored = {"KB_CORPUS_DIR": str(tmp_path / "restored" / "corpus"), "KB_INDEX_DIR": str(tmp_path / "restored" / "index")}
     result = kb("restore", str(whole), env=restored)
     assert result.returncode == 0, result.stderr.decode()
     built = json.loads(kb("build", "--json", env=restored).stdout.decode().strip().splitlines()[-1])
     assert built["passages_embedded"] == 0, "a restore embeds nothing"
+    assert (tmp_path / "restored" / "corpus" / ".kb-access").read_text() == "private: staff\n"
+    assert SqliteKeyTable(tmp_path / "restored" / "corpus" / ".kb" / "keys.sqlite").caller(key).groups == ("staff",)
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     assert kb("export", "-o", str(one), env=env).returncode == 0
     assert kb("export", "-o", str(two), env=restored).returncode == 0

@@ -18,9 +18,10 @@ import numpy as np
 
 from kb.errors import StoreCorrupt, StoreUnwritable
 from kb.stores.base import PassageRecord, PreparedDocument, StoredDocument, headings_of, stored_headings
+from kb.stores.filters import sqlite_visible
 from kb.stores.sentence_vectors import pack, unpack
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: documents.access
 ADDED, REMOVED = 1, 0
 
 SCHEMA = """
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL,
     text TEXT NOT NULL, metadata TEXT NOT NULL, length INTEGER NOT NULL, passages INTEGER NOT NULL,
-    seq INTEGER NOT NULL);
+    seq INTEGER NOT NULL, access TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
 CREATE TABLE IF NOT EXISTS passages (
     pid INTEGER PRIMARY KEY AUTOINCREMENT, passage_id TEXT NOT NULL, doc_id TEXT NOT NULL,
@@ -101,9 +102,9 @@ class RecordDB:
             for prepared in documents:
                 d = prepared.document
                 conn.execute(
-                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (d.id, d.title, d.source, d.path, d.hash, d.text, json.dumps(d.metadata, ensure_ascii=False),
-                     len(d.text), len(prepared.passages), seq))
+                     len(d.text), len(prepared.passages), seq, json.dumps(list(d.access))))
                 for p in prepared.passages:
                     cursor = conn.execute(
                         "INSERT INTO passages (passage_id, doc_id, ordinal, start, \"end\", heading, text, terms, vector,"
@@ -138,20 +139,23 @@ class RecordDB:
             rows = trimmed or self._read("SELECT seq, pid, op FROM changes WHERE seq = ? ORDER BY rowid", (last,))
         return rows
 
-    def passage_payloads(self, pids: Sequence[int]) -> dict[int, tuple[bytes, str]]:
-        """pid -> (vector bytes, terms) of the passages that still exist."""
-        found: dict[int, tuple[bytes, str]] = {}
+    def passage_payloads(self, pids: Sequence[int]) -> dict[int, tuple[bytes, str, str]]:
+        """pid -> (vector bytes, terms, its document's access as JSON) of the passages that still exist."""
+        found: dict[int, tuple[bytes, str, str]] = {}
         for chunk in _chunks(list(pids), 500):
             marks = ",".join("?" * len(chunk))
-            for pid, vector, terms in self._read(f"SELECT pid, vector, terms FROM passages WHERE pid IN ({marks})", chunk):
-                found[pid] = (vector, terms)
+            for pid, vector, terms, access in self._read(
+                    f"SELECT p.pid, p.vector, p.terms, d.access FROM passages p JOIN documents d ON d.id = p.doc_id"
+                    f" WHERE p.pid IN ({marks})", chunk):
+                found[pid] = (vector, terms, access)
         return found
 
-    def all_passages(self, batch: int = 5000) -> Iterator[list[tuple[int, bytes, str]]]:
-        """Every (pid, vector bytes, terms), in pid order, a batch at a time."""
+    def all_passages(self, batch: int = 5000) -> Iterator[list[tuple[int, bytes, str, str]]]:
+        """Every (pid, vector bytes, terms, access JSON), in pid order, a batch at a time."""
         last = -1
         while True:
-            rows = self._read("SELECT pid, vector, terms FROM passages WHERE pid > ? ORDER BY pid LIMIT ?", (last, batch))
+            rows = self._read("SELECT p.pid, p.vector, p.terms, d.access FROM passages p JOIN documents d"
+                              " ON d.id = p.doc_id WHERE p.pid > ? ORDER BY p.pid LIMIT ?", (last, batch))
             if not rows:
                 return
             yield rows
@@ -177,9 +181,10 @@ class RecordDB:
                                          json.loads(row[10]), row[11], row[12], spans, vectors))
         return records
 
-    def document(self, doc_id: str) -> StoredDocument | None:
-        rows = self._read("SELECT id, title, source, hash, text, passages, metadata, path FROM documents WHERE id = ?",
-                          (doc_id,))
+    def document(self, doc_id: str, groups: Sequence[str] | None = None) -> StoredDocument | None:
+        where, parameters = sqlite_visible(groups)
+        rows = self._read(f"SELECT {BRIEF.format(text='d.text')} FROM documents d WHERE d.id = ? AND {where}",
+                          (doc_id, *parameters))
         return _document(rows[0]) if rows else None
 
     def all_documents(self, batch: int = 500) -> Iterator[StoredDocument]:
@@ -192,8 +197,8 @@ class RecordDB:
         try:
             last = ""
             while True:
-                rows = conn.execute("SELECT id, title, source, hash, text, passages, metadata, path FROM documents"
-                                    " WHERE id > ? ORDER BY id LIMIT ?", (last, batch)).fetchall()
+                rows = conn.execute(f"SELECT {BRIEF.format(text='d.text')} FROM documents d"
+                                    " WHERE d.id > ? ORDER BY d.id LIMIT ?", (last, batch)).fetchall()
                 if not rows:
                     return
                 for row in rows:
@@ -204,14 +209,17 @@ class RecordDB:
         finally:
             conn.close()
 
-    def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
-        return [(start, end) for start, end in
-                self._read('SELECT start, "end" FROM passages WHERE doc_id = ? ORDER BY ordinal', (doc_id,))]
+    def passage_spans(self, doc_id: str, groups: Sequence[str] | None = None) -> list[tuple[int, int]]:
+        where, parameters = sqlite_visible(groups)
+        return [(start, end) for start, end in self._read(
+            f'SELECT p.start, p."end" FROM passages p JOIN documents d ON d.id = p.doc_id WHERE p.doc_id = ? AND {where}'
+            " ORDER BY p.ordinal", (doc_id, *parameters))]
 
-    def documents(self, offset: int, limit: int) -> tuple[int, list[StoredDocument]]:
-        total = self._read("SELECT count(*) FROM documents")[0][0]
-        rows = self._read("SELECT id, title, source, hash, '', passages, metadata, path, length FROM documents"
-                          " ORDER BY id LIMIT ? OFFSET ?", (limit, offset))
+    def documents(self, offset: int, limit: int, groups: Sequence[str] | None = None) -> tuple[int, list[StoredDocument]]:
+        where, parameters = sqlite_visible(groups)
+        total = self._read(f"SELECT count(*) FROM documents d WHERE {where}", parameters)[0][0]
+        rows = self._read(f"SELECT {BRIEF.format(text=chr(39) * 2)} FROM documents d WHERE {where}"
+                          " ORDER BY d.id LIMIT ? OFFSET ?", (*parameters, limit, offset))
         return total, [_document(row) for row in rows]
 
     def fingerprints(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
@@ -227,15 +235,19 @@ class RecordDB:
     def file_stats(self) -> dict[str, tuple[int, int]]:
         return {path: (size, mtime) for path, size, mtime in self._read("SELECT path, size, mtime_ns FROM files")}
 
-    def filtered_pids(self, where: str, parameters: Sequence[Any]) -> list[tuple[int, str, str, str]]:
-        """(pid, doc id, source, metadata JSON) of the passages whose documents match a WHERE clause."""
-        return self._read("SELECT p.pid, d.id, d.source, d.metadata FROM passages p JOIN documents d ON d.id = p.doc_id"
-                          f" WHERE {where}", parameters)
+    def filtered_pids(self, where: str, parameters: Sequence[Any]) -> list[tuple[int, str, str, str, str]]:
+        """(pid, doc id, source, metadata JSON, access JSON) of the passages whose documents match a WHERE clause."""
+        return self._read("SELECT p.pid, d.id, d.source, d.metadata, d.access FROM passages p JOIN documents d"
+                          f" ON d.id = p.doc_id WHERE {where}", parameters)
 
-    def document_count(self) -> int:
-        return self._read("SELECT count(*) FROM documents")[0][0]
+    def document_count(self, groups: Sequence[str] | None = None) -> int:
+        where, parameters = sqlite_visible(groups)
+        return self._read(f"SELECT count(*) FROM documents d WHERE {where}", parameters)[0][0]
 
-    def counts(self) -> tuple[int, int]:
+    def counts(self, groups: Sequence[str] | None = None) -> tuple[int, int]:
+        if groups is not None:
+            where, parameters = sqlite_visible(groups)
+            return self._read(f"SELECT count(*), coalesce(sum(d.passages), 0) FROM documents d WHERE {where}", parameters)[0]
         documents = self._read("SELECT count(*) FROM documents")[0][0]
         passages = self._read("SELECT count(*) FROM passages")[0][0]
         return documents, passages
@@ -290,9 +302,12 @@ def _problem(path: Path, exc: sqlite3.DatabaseError, writing: bool = False) -> E
     return StoreCorrupt(f"{path} cannot be read ({message}): run `kb build --force` to rebuild the index")
 
 
+BRIEF = "d.id, d.title, d.source, d.hash, {text}, d.passages, d.metadata, d.path, d.length, d.access"
+
+
 def _document(row: tuple) -> StoredDocument:
     return StoredDocument(id=row[0], title=row[1], source=row[2], hash=row[3], text=row[4], passages=row[5],
-                          metadata=json.loads(row[6]), path=row[7], length=row[8] if len(row) > 8 else len(row[4]))
+                          metadata=json.loads(row[6]), path=row[7], length=row[8], access=tuple(json.loads(row[9])))
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

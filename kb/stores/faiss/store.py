@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from kb.documents.access import ACCESS_FILE
 from kb.documents.folder import KB_FOLDER, corpus_files, exclusive, fsync_dir, fsync_file, own_folder, write_durably
 from kb.documents.readers import Parsed
 from kb.errors import BackupProblem, StoreCorrupt, StoreMismatch, StoreMissing, StoreProblem, StoreUnwritable
@@ -60,12 +61,13 @@ from kb.stores.faiss.memory import LATEST, MemoryIndex
 from kb.stores.faiss.records import RecordDB
 from kb.stores.faiss.vectors import ann_spec
 from kb.stores.filters import Filters
+from kb.stores.keys import KeyTable
 from kb.stores.querylog import QueryLog
 from kb.stores.record import Record
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 5  # 5: the corpus folder is the record (4 kept documents sent through the API in records.sqlite)
+FORMAT_VERSION = 6  # 6: documents carry access; 5: the corpus folder is the record (4 kept API documents in records.sqlite)
 CURRENT = "current"
 MANIFEST = "manifest.json"
 RECORDS = "records.sqlite"
@@ -197,6 +199,14 @@ class FaissStore(Store):
 
         return SqliteQueryLog(Path(settings.corpus_dir) / KB_FOLDER / "queries.sqlite")
 
+    @classmethod
+    def key_table(cls, settings: Settings) -> KeyTable:
+        """SQLite beside the record: corpus/.kb/keys.sqlite."""
+        from kb.documents.folder import KB_FOLDER
+        from kb.stores.keys import SqliteKeyTable
+
+        return SqliteKeyTable(Path(settings.corpus_dir) / KB_FOLDER / "keys.sqlite")
+
     def facts(self) -> list[tuple[str, dict[str, str], float]]:
         """The index's age: seconds since its records last changed (a write, a sync, a build)."""
         changed = [p.stat().st_mtime for p in (self.folder / RECORDS, self.folder / f"{RECORDS}-wal") if p.exists()]
@@ -273,6 +283,8 @@ class FaissStore(Store):
         files = [relative for relative, _, _ in corpus_files(corpus)]
         if (own_folder(corpus) / ".gitignore").exists():
             files.append(f"{KB_FOLDER}/.gitignore")
+        if (corpus / ACCESS_FILE).exists():  # who may read the folder's documents is part of the record
+            files.append(ACCESS_FILE)
         for relative in files:
             (target / "corpus" / relative).parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -386,14 +398,14 @@ class FaissStore(Store):
 
     # ---- reads ----------------------------------------------------------------------------
 
-    def document(self, doc_id: str) -> StoredDocument | None:
-        return self.db.document(doc_id)
+    def document(self, doc_id: str, groups: Sequence[str] | None = None) -> StoredDocument | None:
+        return self.db.document(doc_id, groups)
 
-    def documents(self, offset: int, limit: int) -> tuple[int, list[StoredDocument]]:
-        return self.db.documents(offset, limit)
+    def documents(self, offset: int, limit: int, groups: Sequence[str] | None = None) -> tuple[int, list[StoredDocument]]:
+        return self.db.documents(offset, limit, groups)
 
-    def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
-        return self.db.passage_spans(doc_id)
+    def passage_spans(self, doc_id: str, groups: Sequence[str] | None = None) -> list[tuple[int, int]]:
+        return self.db.passage_spans(doc_id, groups)
 
     def original(self, doc_id: str) -> bytes | None:
         stored = self.db.document(doc_id)
@@ -410,9 +422,9 @@ class FaissStore(Store):
     def file_stats(self) -> dict[str, tuple[int, int]]:
         return self.db.file_stats()
 
-    def counts(self) -> tuple[int, int]:
+    def counts(self, groups: Sequence[str] | None = None) -> tuple[int, int]:
         """From the record alone: a build that wrote nothing never loads FAISS and BM25 for this."""
-        return self.db.counts()
+        return self.db.counts(groups)
 
     def snapshot(self) -> "FaissSnapshot":
         self.refresh()
@@ -492,9 +504,12 @@ class FaissSnapshot(Snapshot):
                    keyword: bool, filters: Filters = Filters()) -> Candidates:
         memory, settings = self.memory, self.store.settings
         query_vector = np.asarray(query_vector, dtype=np.float32)
-        allowed = self._allowed(filters) if filters else None
+        allowed = self._allowed(filters) if filters.asked else None
         with memory.lock.read():
             size = memory.size
+            visible = memory.visible_slots(filters.groups)  # who may read what: a mask, before anything is ranked
+            if visible is not None:
+                allowed = visible if allowed is None else np.intersect1d(allowed, visible, assume_unique=True)
             if allowed is not None:
                 allowed = allowed[allowed < size]
             pool: dict[int, None] = {}
@@ -525,9 +540,9 @@ class FaissSnapshot(Snapshot):
         rows = self.store.db.filtered_pids(*filters.sqlite_prefilter())
         verdicts: dict[str, bool] = {}
         pids = []
-        for pid, doc_id, source, metadata in rows:
+        for pid, doc_id, source, metadata, access in rows:
             if doc_id not in verdicts:
-                verdicts[doc_id] = filters.matches(doc_id, source, json.loads(metadata))
+                verdicts[doc_id] = filters.matches(doc_id, source, json.loads(metadata), json.loads(access))
             if verdicts[doc_id]:
                 pids.append(pid)
         slots = [self.memory.pid_slots.get(pid) for pid in pids]

@@ -171,6 +171,22 @@ def _v4(s: str, meta: dict[str, Any]) -> list[Any]:
     ]
 
 
+def _v5(s: str, meta: dict[str, Any]) -> list[Any]:
+    """Who may read what: each document's access groups ('{}': public), the distinct access lists with how many
+    documents have each (so that whether anything is hidden from a caller is a look at a few rows, not at every
+    document), and the keys that name callers and their groups (kb/stores/keys.py), stored hashed. All are the
+    record's: never in a generation."""
+    return [
+        f"ALTER TABLE {s}.documents ADD COLUMN access text[] NOT NULL DEFAULT '{{}}'",
+        f"CREATE INDEX ON {s}.documents USING gin (access) WHERE access <> '{{}}'",
+        f"CREATE INDEX ON {s}.documents (id) WHERE access = '{{}}'",
+        f"CREATE TABLE {s}.access_sets (access text[] PRIMARY KEY, documents bigint NOT NULL)",
+        f"INSERT INTO {s}.access_sets SELECT access, count(*) FROM {s}.documents GROUP BY access",
+        f"""CREATE TABLE {s}.keys (name text PRIMARY KEY, hash text NOT NULL UNIQUE, groups text[] NOT NULL,
+            write boolean NOT NULL, created double precision NOT NULL)""",
+    ]
+
+
 def generation_vector_index(s: str, number: int, hnsw_m: int) -> str:
     """The HNSW index of a generation's vectors, made once its first fill is loaded (faster than row by row)."""
     return (f"CREATE INDEX IF NOT EXISTS g{number}_vectors_hnsw ON {s}.g{number}_vectors USING hnsw "
@@ -179,7 +195,7 @@ def generation_vector_index(s: str, number: int, hnsw_m: int) -> str:
 
 GENERATION_TABLES = ("indexed", "passages", "vectors", "sentences", "terms", "segments", "postings")
 
-MIGRATIONS: list[Callable[[str, dict[str, Any]], list[Any]]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[str, dict[str, Any]], list[Any]]] = [_v1, _v2, _v3, _v4, _v5]
 LATEST = len(MIGRATIONS)
 
 

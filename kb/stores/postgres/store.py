@@ -29,6 +29,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -53,7 +54,8 @@ from kb.stores.base import (
     stored_headings,
 )
 from kb.stores.bm25 import Term, idf, rank, scores_of
-from kb.stores.filters import Filters, document_date, postgres_where
+from kb.stores.filters import Filters, document_date, postgres_visible, postgres_where
+from kb.stores.keys import KeyTable
 from kb.stores.postgres.postings import PostingsCache, decode, fill_segment, merge_once
 from kb.stores.postgres.schema import (
     GENERATION_TABLES,
@@ -76,6 +78,7 @@ REDERIVE_BATCH = 256  # documents read from the record per batch of a re-index
 EXPORT_FILE = "documents.jsonl"  # what `kb backup` writes on PostgreSQL
 CATCH_UP_ROUNDS = 5  # passes over what was written during a re-index before the switch takes the write lock
 POOL_WAIT = 5.0  # seconds to wait for a connection before a request is answered 503
+ALLOWED_CACHE = 64  # filters whose passing passages a store keeps, per version (a few callers' groups, filters)
 ALIVE_BYPASS = 0.5  # seconds: a connection returned this recently is lent without a check (``_check``)
 MAX_POSITIONS = 16383  # the largest position a tsvector keeps
 
@@ -136,6 +139,9 @@ class PostgresStore(Store):
             self._reads.open(wait=False)
         self._closed = False
         self._postings = PostingsCache(settings.pg_postings_cache_mb << 20)
+        self._hidden: dict[tuple, bool] = {}  # (snapshot version, groups) -> whether any document is hidden from them
+        self._allowed: dict[tuple, np.ndarray | None] = {}  # (snapshot version, filters) -> the passages that pass
+        self._caches_lock = threading.Lock()
         self._merging: threading.Thread | None = None
         self._merge_wanted = threading.Event()
         try:
@@ -237,6 +243,13 @@ class PostgresStore(Store):
         from kb.stores.postgres.querylog import PostgresQueryLog
 
         return PostgresQueryLog(settings)
+
+    @classmethod
+    def key_table(cls, settings: Settings) -> KeyTable:
+        """The schema's keys table, on the primary."""
+        from kb.stores.postgres.keys import PostgresKeyTable
+
+        return PostgresKeyTable(settings)
 
     def facts(self) -> list[tuple[str, dict[str, str], float]]:
         """The index's age (since a document last changed), the pools' connections, and a standby's replay lag."""
@@ -457,7 +470,8 @@ class PostgresStore(Store):
                     for prepared in documents:
                         d = prepared.document
                         copy.write_row((d.id, d.title, d.source, document_date(d.metadata), Jsonb(d.metadata), d.hash,
-                                        d.text, d.path, len(d.text), d.original, _moment(d.updated)))
+                                        d.text, d.path, len(d.text), d.original, _moment(d.updated), list(d.access)))
+                conn.execute(q.count_access, (ids,))
             with cursor.copy(q.copy_indexed) as copy:
                 for prepared in documents:
                     copy.write_row((prepared.document.id, prepared.document.hash, len(prepared.passages)))
@@ -614,10 +628,11 @@ class PostgresStore(Store):
 
     def _documents(self, ids: Sequence[str], conn: Any = None) -> list[Document]:
         """Documents of the record, as a build reads them (for a re-index)."""
-        sql = f"SELECT id, title, source, text, metadata, path FROM {self.schema}.documents WHERE id = ANY(%s) ORDER BY id"
+        sql = (f"SELECT id, title, source, text, metadata, path, access FROM {self.schema}.documents WHERE id = ANY(%s) "
+               "ORDER BY id")
         rows = conn.execute(sql, (list(ids),)).fetchall() if conn is not None else self._read(sql, (list(ids),))
-        return [Document(doc_id, title, source, text, metadata, path) for doc_id, title, source, text, metadata, path
-                in rows]
+        return [Document(doc_id, title, source, text, metadata, path, access=tuple(access))
+                for doc_id, title, source, text, metadata, path, access in rows]
 
     # ---- reads ----------------------------------------------------------------------------
 
@@ -641,16 +656,18 @@ class PostgresStore(Store):
                 return rows
         return []
 
-    def document(self, doc_id: str) -> StoredDocument | None:
-        rows = self._read(lambda q: q.document, (doc_id,))
-        return StoredDocument(*rows[0]) if rows else None
+    def document(self, doc_id: str, groups: Sequence[str] | None = None) -> StoredDocument | None:
+        where, parameters = postgres_visible(groups)
+        rows = self._read(lambda q: q.document.format(where=where), (doc_id, *parameters))
+        return _stored(rows[0]) if rows else None
 
     def original(self, doc_id: str) -> bytes | None:
         rows = self._read(f"SELECT original FROM {self.schema}.documents WHERE id = %s", (doc_id,))
         return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    def passage_spans(self, doc_id: str) -> list[tuple[int, int]]:
-        return [(start, end) for start, end in self._read(lambda q: q.spans, (doc_id,))]
+    def passage_spans(self, doc_id: str, groups: Sequence[str] | None = None) -> list[tuple[int, int]]:
+        where, parameters = postgres_visible(groups)
+        return [(start, end) for start, end in self._read(lambda q: q.spans.format(where=where), (doc_id, *parameters))]
 
     def all_documents(self) -> Iterator[StoredDocument]:
         from psycopg import IsolationLevel
@@ -661,13 +678,25 @@ class PostgresStore(Store):
                 cursor.itersize = 200
                 cursor.execute(self._sql.everything)
                 for row in cursor:
-                    yield StoredDocument(*row[:9], original=None if row[9] is None else bytes(row[9]),
-                                         updated=iso_time(_nanoseconds(row[10])))
+                    yield replace(_stored(row[:10]), original=None if row[10] is None else bytes(row[10]),
+                                  updated=iso_time(_nanoseconds(row[11])))
 
-    def documents(self, offset: int, limit: int) -> tuple[int, list[StoredDocument]]:
-        total = self._read(lambda q: q.total)[0][0]
-        rows = self._read(lambda q: q.listing, (limit, offset))
-        return int(total), [StoredDocument(*row) for row in rows]
+    def documents(self, offset: int, limit: int, groups: Sequence[str] | None = None) -> tuple[int, list[StoredDocument]]:
+        where, parameters = postgres_visible(groups)
+        if groups is None:
+            total = self._read(lambda q: q.counts)[0][0]
+        else:
+            total = self._read(lambda q: q.visible_total.format(where=where), parameters)[0][0]
+        rows = self._read(lambda q: q.listing.format(where=where), (*parameters, limit, offset))
+        return int(total), [_stored(row) for row in rows]
+
+    def counts(self, groups: Sequence[str] | None = None) -> tuple[int, int]:
+        where, parameters = postgres_visible(groups)
+        if groups is None:
+            documents, passages = self._read(lambda q: q.counts)[0]
+        else:
+            documents, passages = self._read(lambda q: q.visible_counts.format(where=where), parameters)[0]
+        return int(documents), int(passages)
 
     def fingerprints(self, ids: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
         if ids is None:
@@ -747,12 +776,15 @@ class PostgresSnapshot(Snapshot):
         query_vector = np.asarray(query_vector, dtype=np.float32)
         if not self._passages:
             return Candidates.empty(self.store.dimension)
+        if filters.groups is not None and not filters.asked and not self._hides(filters.groups):
+            filters = Filters()  # the caller may read every passage: nothing to filter
         where, parameters = postgres_where(filters)
-        allowed_count = self._run(q.count_allowed.format(where=where), parameters)[0][0] if filters else None
+        # The passages that pass, when at most EXACT_FILTER_LIMIT do (searched exactly); None when more do.
+        allowed = self._allowed(filters, where, parameters) if filters else None
         pool: dict[int, None] = {}
         if dense and filters:
-            if allowed_count <= EXACT_FILTER_LIMIT:
-                rows = self._run(q.exact_dense.format(where=where), [*parameters, query_vector, depth])
+            if allowed is not None:
+                rows = self._run(q.exact_dense, [allowed.tolist(), query_vector, depth]) if len(allowed) else []
             else:
                 self._search_depth(depth)
                 rows = self._run(q.filtered_dense.format(where=where), [*parameters, query_vector, depth])
@@ -780,9 +812,7 @@ class PostgresSnapshot(Snapshot):
                 spare = min(dead, 4 * spare)
             ranked_keys = live[:depth]
         elif keyword and terms:
-            if allowed_count <= EXACT_FILTER_LIMIT:
-                allowed = np.array([key for key, in self._run(q.allowed_keys.format(where=where), parameters)],
-                                   dtype=np.int64)
+            if allowed is not None:
                 ranked_keys = rank(terms, average, depth, allowed=allowed).keys.tolist()
             else:
                 ranked_keys = self._filtered(rank(terms, average, None).keys.tolist(), where, parameters, depth)
@@ -795,6 +825,34 @@ class PostgresSnapshot(Snapshot):
         vectors = np.stack([_array(found[key]) for key in keys.tolist()])
         scores = scores_of(terms, average, keys).astype(np.float32)
         return Candidates(keys, vectors @ query_vector, scores, vectors)
+
+    def _allowed(self, filters: Filters, where: str, parameters: list) -> np.ndarray | None:
+        """The keys of the passages that pass ``filters``, in order, when at most EXACT_FILTER_LIMIT do (None when
+        more do); kept per version of the store, so a caller's next question between two writes reads them again
+        from memory, not from the documents."""
+        store, key = self.store, (self.version, filters)
+        if key in store._allowed:
+            return store._allowed[key]
+        rows = self._run(self.q.allowed_keys.format(where=where), [*parameters, EXACT_FILTER_LIMIT + 1])
+        found = None if len(rows) > EXACT_FILTER_LIMIT else np.sort(np.array([k for k, in rows], dtype=np.int64))
+        with store._caches_lock:
+            while len(store._allowed) >= ALLOWED_CACHE:
+                store._allowed.pop(next(iter(store._allowed)))
+            store._allowed[key] = found
+        return found
+
+    def _hides(self, groups: Sequence[str]) -> bool:
+        """Whether any document is hidden from a caller of ``groups``, asked once per version of the store."""
+        store, key = self.store, (self.version, tuple(groups))
+        found = store._hidden.get(key)
+        if found is None:
+            where, parameters = postgres_visible(groups)
+            found = bool(self._run(self.q.any_hidden.format(where=where), parameters)[0][0])
+            with store._caches_lock:
+                if len(store._hidden) > 256:
+                    store._hidden.clear()
+                store._hidden[key] = found
+        return found
 
     def _search_depth(self, depth: int) -> None:
         """HNSW's candidate list for this many results (the snapshot set KB_HNSW_EF_SEARCH when it began)."""
@@ -884,6 +942,11 @@ class PostgresSnapshot(Snapshot):
             pass
 
 
+def _stored(row: Sequence[Any]) -> StoredDocument:
+    """A document from a row of ``_Statements``' brief columns."""
+    return StoredDocument(*row[:9], access=tuple(row[9]))
+
+
 def _moment(iso: str | None) -> Any:
     """A document's update time for its row: the one it carries (an import keeps it), else now."""
     from datetime import datetime, timezone
@@ -958,7 +1021,7 @@ class _Statements:
             "true) FROM ", 1)
         self.new_keys = f"SELECT nextval('{s}.passage_keys') FROM generate_series(1, %s)"
         self.copy_documents = (f"COPY {s}.documents (id, title, source, date, metadata, hash, text, path, length, "
-                               "original, updated_at) FROM STDIN")
+                               "original, updated_at, access) FROM STDIN")
         self.copy_indexed = f"COPY {g}indexed (doc_id, hash, passages) FROM STDIN"
         self.copy_passages = (f"COPY {g}passages (key, passage_id, doc_id, ordinal, start_offset, end_offset, text, "
                               "heading, context, length, terms) FROM STDIN")
@@ -980,25 +1043,40 @@ class _Statements:
                                  total_length = total_length - (SELECT coalesce(sum(length), 0) FROM gone)
             WHERE generation = {n}"""
         self.delete_indexed = f"DELETE FROM {g}indexed WHERE doc_id = ANY(%s) RETURNING doc_id"
-        self.delete_documents = f"DELETE FROM {s}.documents WHERE id = ANY(%s) RETURNING id"
+        self.delete_documents = f"""
+            WITH gone AS (DELETE FROM {s}.documents WHERE id = ANY(%s) RETURNING id, access),
+                 counted AS (SELECT access, count(*) AS n FROM gone GROUP BY access),
+                 lowered AS (UPDATE {s}.access_sets a SET documents = a.documents - counted.n FROM counted
+                             WHERE a.access = counted.access RETURNING 1)
+            SELECT id FROM gone"""
+        self.count_access = (f"INSERT INTO {s}.access_sets SELECT access, count(*) FROM {s}.documents "
+                             "WHERE id = ANY(%s) GROUP BY access ON CONFLICT (access) "
+                             f"DO UPDATE SET documents = {s}.access_sets.documents + excluded.documents")
         self.shrink_documents = f"UPDATE {s}.stats SET documents = documents - %s, seq = seq + %s WHERE generation = {n}"
         self.behind = (f"SELECT d.id FROM {s}.documents d LEFT JOIN {g}indexed i ON i.doc_id = d.id "
                        "WHERE i.hash IS DISTINCT FROM d.hash ORDER BY d.id")
         self.orphans = (f"SELECT i.doc_id FROM {g}indexed i LEFT JOIN {s}.documents d ON d.id = i.doc_id "
                         "WHERE d.id IS NULL")
-        brief = "d.id, d.title, d.source, d.hash, {text}, coalesce(i.passages, 0), d.metadata, d.path, d.length"
+        brief = "d.id, d.title, d.source, d.hash, {text}, coalesce(i.passages, 0), d.metadata, d.path, d.length, d.access"
         joined = f"FROM {s}.documents d LEFT JOIN {g}indexed i ON i.doc_id = d.id"
-        self.document = f"SELECT {brief.format(text='d.text')} {joined} WHERE d.id = %s"
-        self.listing = f"SELECT {brief.format(text=chr(39) * 2)} {joined} ORDER BY d.id LIMIT %s OFFSET %s"
+        # {where}: who may read what (kb/stores/filters.py's postgres_visible), below every read that shows a document.
+        self.document = f"SELECT {brief.format(text='d.text')} {joined} WHERE d.id = %s AND {{where}}"
+        self.listing = f"SELECT {brief.format(text=chr(39) * 2)} {joined} WHERE {{where}} ORDER BY d.id LIMIT %s OFFSET %s"
         self.everything = f"SELECT {brief.format(text='d.text')}, d.original, d.updated_at {joined} ORDER BY d.id"
-        self.total = f"SELECT documents FROM {s}.stats WHERE generation = {n}"
-        self.spans = f"SELECT start_offset, end_offset FROM {g}passages WHERE doc_id = %s ORDER BY ordinal"
+        self.visible_total = f"SELECT count(*) FROM {s}.documents d WHERE {{where}}"
+        self.visible_counts = (f"SELECT count(*), coalesce(sum(i.passages), 0) FROM {s}.documents d JOIN {g}indexed i "
+                               "ON i.doc_id = d.id WHERE {where}")
+        self.counts = f"SELECT documents, passages FROM {s}.stats WHERE generation = {n}"
+        self.spans = (f"SELECT p.start_offset, p.end_offset FROM {g}passages p JOIN {s}.documents d ON d.id = p.doc_id "
+                      "WHERE p.doc_id = %s AND {where} ORDER BY p.ordinal")
+        # Whether any document is hidden from a caller (none: a search need not filter): a look at the access lists.
+        self.any_hidden = (f"SELECT EXISTS (SELECT 1 FROM {s}.access_sets d WHERE d.documents > 0 "
+                           "AND d.access <> '{{}}' AND NOT ({where}))")
         allowed = f"FROM {g}vectors v JOIN {g}passages p ON p.key = v.key JOIN {s}.documents d ON d.id = p.doc_id"
-        self.count_allowed = f"SELECT count(*) FROM {g}passages p JOIN {s}.documents d ON d.id = p.doc_id WHERE {{where}}"
-        self.exact_dense = (f"WITH allowed AS MATERIALIZED (SELECT v.key, v.embedding {allowed} WHERE {{where}}) "
-                            "SELECT key FROM allowed ORDER BY embedding <#> %s, key LIMIT %s")
+        self.exact_dense = f"SELECT key FROM {g}vectors WHERE key = ANY(%s) ORDER BY embedding <#> %s, key LIMIT %s"
         self.filtered_dense = f"SELECT v.key {allowed} WHERE {{where}} ORDER BY v.embedding <#> %s LIMIT %s"
-        self.allowed_keys = f"SELECT p.key FROM {g}passages p JOIN {s}.documents d ON d.id = p.doc_id WHERE {{where}}"
+        self.allowed_keys = (f"SELECT p.key FROM {g}passages p JOIN {s}.documents d ON d.id = p.doc_id WHERE {{where}} "
+                             "LIMIT %s")
         self.filter_keys = (f"SELECT p.key FROM {g}passages p JOIN {s}.documents d ON d.id = p.doc_id "
                             "WHERE {where} AND p.key = ANY(%s)")
         # What a search needs before it ranks, in one statement (kind: 0 a postings row, its arrays left out when

@@ -92,7 +92,8 @@ def test_a_schema_of_version_2_gets_its_postings_from_kb_db_migrate(store, pg_se
     with psycopg.connect(pg_settings.pg_dsn, autocommit=True) as conn:  # back to what version 2 left
         conn.execute(f"DROP TABLE {g}postings, {g}segments")
         conn.execute(f"CREATE INDEX g{store.generation}_passages_terms_idx ON {g}passages USING gin (terms)")
-        conn.execute(f"DROP TABLE {s}.queries, {s}.clicks")  # and what came after it
+        conn.execute(f"DROP TABLE {s}.queries, {s}.clicks, {s}.keys, {s}.access_sets")  # and what came after it
+        conn.execute(f"ALTER TABLE {s}.documents DROP COLUMN access")
         conn.execute(f"DELETE FROM {s}.schema_version WHERE version >= 3")
     store.close()
     monkeypatch.setattr("os.environ", {"KB_STORE": "postgres", "KB_PG_DSN": pg_settings.pg_dsn,

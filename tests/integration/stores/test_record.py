@@ -32,8 +32,8 @@ def fill(client):
     assert client.post("/api/documents", json=NOTE, headers=AUTH).status_code == 201
     assert client.post("/api/documents", data={"file": (io.BytesIO(PDF), "hangar.pdf")}, headers=AUTH,
                        content_type="multipart/form-data").status_code == 201
-    lines = "".join(json.dumps({"id": f"line-{n}", "title": f"Line {n}", "text": f"Airship log entry {n}."}) + "\n"
-                    for n in range(2)).encode()
+    lines = "".join(json.dumps({"id": f"line-{n}", "title": f"Line {n}", "text": f"Airship log entry {n}.",
+                                **({"access": ["crew"]} if n else {})}) + "\n" for n in range(2)).encode()
     assert client.post("/api/documents", data={"file": (io.BytesIO(lines), "log.jsonl")}, headers=AUTH,
                        content_type="multipart/form-data").status_code == 201
 
@@ -104,6 +104,7 @@ def test_export_import_export_gives_the_same_bytes_and_the_same_answers(make_cli
     lines = first.getvalue().splitlines()
     assert [json.loads(line)["id"] for line in lines] == sorted(json.loads(line)["id"] for line in lines)
     assert [json.loads(line)["file"] is not None for line in lines].count(True) == 1, "the upload carries its bytes"
+    assert {json.loads(line)["id"]: json.loads(line)["access"] for line in lines}["line-1"] == ["crew"]
     other = tmp_path_factory.mktemp("imported")
     settings2 = settings.with_(corpus_dir=other / "corpus", index_dir=other / "index")
     settings2.corpus_dir.mkdir()

@@ -2,8 +2,9 @@
 
 Documents with random unit vectors and random words are written, replaced and deleted; after
 each step the store's candidates must match what exhaustive search over the live passages gives:
-exactly for flat search and BM25, recall@10 of at least 0.95 for HNSW; filters must give the
-same answers as filtering first; every record must be an exact span of its document.
+exactly for flat search and BM25, recall@10 of at least 0.95 for HNSW; filters, the caller's groups among
+them (who may read what), must give the same answers as filtering first; every record must be an exact span of its
+document; a document the caller may not read is neither read, listed, nor counted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ DIMENSION = 16
 WORDS = [f"w{n}" for n in range(60)]
 
 
+ACCESS = [(), ("a",), ("b",), ("a", "b")]  # document n gets ACCESS[n % 4]
+
+
 def make_document(rng: np.random.Generator, doc_id: str, passages: int, topic: str) -> PreparedDocument:
     texts = [" ".join(rng.choice(WORDS, size=rng.integers(3, 12))) for _ in range(passages)]
     text, spans = "", []
@@ -37,7 +41,7 @@ def make_document(rng: np.random.Generator, doc_id: str, passages: int, topic: s
         items.append(PreparedPassage(f"{doc_id}:{ordinal}", ordinal, start, end, text[start:end], "", vector,
                                      piece.split(), np.array([[start, end]]), vector[None, :].astype(np.float16)))
     document = StoredDocument(doc_id, doc_id.title(), f"src/{topic}", f"hash-{doc_id}-{rng.integers(1 << 30)}", text,
-                              len(items), {"topic": topic}, "")
+                              len(items), {"topic": topic}, "", access=ACCESS[int(doc_id[3:]) % 4])
     return PreparedDocument(document, items)
 
 
@@ -49,7 +53,7 @@ class Oracle:
 
     def passages(self, filters: Filters = Filters()):
         return [(doc_id, p) for doc_id, d in sorted(self.documents.items()) for p in d.passages
-                if filters.matches(doc_id, d.document.source, d.document.metadata)]
+                if filters.matches(doc_id, d.document.source, d.document.metadata, d.document.access)]
 
     def dense(self, query: np.ndarray, k: int, filters: Filters = Filters()) -> list[str]:
         rows = self.passages(filters)
@@ -172,6 +176,19 @@ def test_the_store_keeps_its_contract_through_writes_replacements_and_deletes(st
     check(store, oracle, rng)
     check(store, oracle, rng, Filters(metadata=(("topic", "green"),)))
     check(store, oracle, rng, Filters(doc_ids=("doc2", "doc5", "doc30"), sources=("src/green", "src/blue")))
+    for groups in [("a",), (), ("b", "c"), ("a", "b")]:  # who may read what: a filter like the others
+        check(store, oracle, rng, Filters(groups=groups))
+        visible = {doc_id for doc_id, d in oracle.documents.items() if Filters(groups=groups).matches(
+            doc_id, d.document.source, d.document.metadata, d.document.access)}
+        total, page = store.documents(0, 100, groups)
+        assert total == len(visible) and [d.id for d in page] == sorted(visible)
+        assert store.counts(groups) == (len(visible), sum(len(oracle.documents[i].passages) for i in visible))
+        for doc_id in oracle.documents:
+            shown = store.document(doc_id, groups)
+            assert (shown is not None) == (doc_id in visible)
+            assert bool(store.passage_spans(doc_id, groups)) == (doc_id in visible)
+            assert shown is None or shown.access == oracle.documents[doc_id].document.access
+    check(store, oracle, rng, Filters(metadata=(("topic", "green"),), groups=("b",)))
     with store.snapshot() as snapshot:
         assert snapshot.counts() == (len(oracle.documents), len(oracle.passages()))
     assert store.document("doc1") is None and store.document("doc0").metadata == {"topic": "green"}

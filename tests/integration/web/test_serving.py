@@ -62,14 +62,16 @@ def test_requests_are_logged_as_json_lines_without_keys(client, caplog):
     from web.logs import JsonFormatter
 
     with caplog.at_level(logging.INFO, logger="kb.requests"):
-        client.get("/api/search", query_string={"q": "oil prices", "k": 3},
-                   headers={"Authorization": "Bearer secret-key-value"})
+        client.get("/api/search", query_string={"q": "oil prices", "k": 3})
         client.get("/api/nope")
+        client.get("/api/search", query_string={"q": "oil prices", "k": 3},  # a key kb does not know: refused
+                   headers={"Authorization": "Bearer secret-key-value"})
     lines = [JsonFormatter().format(r) for r in caplog.records if r.name == "kb.requests"]
     entries = [json.loads(line) for line in lines]
     assert entries[0]["method"] == "GET" and entries[0]["path"] == "/api/search"
     assert entries[0]["status"] == 200 and entries[0]["results"] == 3 and entries[0]["latency_ms"] > 0
     assert entries[1]["status"] == 404 and entries[1]["results"] is None
+    assert entries[2]["status"] == 401
     assert not any("secret-key-value" in line or "oil prices" in line for line in lines)
 
 

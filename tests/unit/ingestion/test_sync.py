@@ -82,3 +82,39 @@ def test_force_re_embeds_everything(tmp_path):
     build_index(settings, embedder=FakeEmbedder())
     report = build_index(settings, force=True, embedder=FakeEmbedder())
     assert report.written and report.passages_embedded == 3
+
+
+def test_the_folder_access_rules_give_documents_their_groups_and_a_change_re_reads_them(tmp_path):
+    """corpus/.kb-access: the most specific folder wins, '*' makes a folder public again; changing the rules
+    writes again exactly the documents whose access changed, and a rules file kb cannot read stops the sync."""
+    import pytest
+
+    from kb.errors import UnreadableDocument
+
+    folder = corpus(tmp_path)
+    (folder / "hr" / "handbook").mkdir(parents=True)
+    (folder / "hr" / "pay.txt").write_text("Pay\nSalaries rise in May.", encoding="utf-8")
+    (folder / "hr" / "handbook" / "leave.txt").write_text("Leave\nTake leave in summer.", encoding="utf-8")
+    (folder / "lines.jsonl").write_text('{"id": "own", "text": "Its own access.", "access": ["legal"]}\n'
+                                        '{"id": "ruled", "text": "The root rule applies."}\n', encoding="utf-8")
+    (folder / ".kb-access").write_text("# rules\nhr: hr, people\nhr/handbook: *\n", encoding="utf-8")
+    settings = settings_for(tmp_path)
+    build_index(settings, embedder=FakeEmbedder())
+    access = {doc_id: d.access for doc_id, d in all_documents(open_current(settings)).items()}
+    assert access == {"a.txt": (), "b.txt": (), "c.txt": (), "hr--pay.txt": ("hr", "people"),
+                      "hr--handbook--leave.txt": (), "own": ("legal",), "ruled": ()}
+
+    (folder / ".kb-access").write_text("hr: hr\n", encoding="utf-8")
+    embedder = FakeEmbedder()
+    report = build_index(settings, embedder=embedder)
+    assert sorted(report.changed) == ["hr--handbook--leave.txt", "hr--pay.txt"] and not report.added
+    access = {doc_id: d.access for doc_id, d in all_documents(open_current(settings)).items()}
+    assert access["hr--pay.txt"] == ("hr",) and access["hr--handbook--leave.txt"] == ("hr",)
+
+    (folder / ".kb-access").write_text("hr: Human Resources!\n", encoding="utf-8")
+    with pytest.raises(UnreadableDocument, match="line 1"):
+        build_index(settings, embedder=FakeEmbedder())
+    assert all_documents(open_current(settings))["hr--pay.txt"].access == ("hr",), "nothing became public"
+    (folder / ".kb-access").unlink()
+    build_index(settings, embedder=FakeEmbedder())
+    assert all_documents(open_current(settings))["hr--pay.txt"].access == ()

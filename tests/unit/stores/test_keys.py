@@ -1,0 +1,40 @@
+"""The key table (SQLite, the FAISS store's): keys kept hashed, callers found by key, revoked at once."""
+
+import sqlite3
+
+import pytest
+
+from kb.errors import KeyProblem
+from kb.stores.filters import visible
+from kb.stores.keys import SqliteKeyTable
+
+
+def test_a_key_is_shown_once_kept_hashed_and_refused_once_revoked(tmp_path):
+    table = SqliteKeyTable(tmp_path / "keys.sqlite")
+    key = table.add("alice", ["legal", "hr", "hr"], write=False)
+    writer = table.add("hr-bot", ["hr"], write=True)
+    assert key.startswith("kb_") and len(key) > 40 and key != writer
+    with sqlite3.connect(tmp_path / "keys.sqlite") as conn:
+        stored = conn.execute("SELECT * FROM keys").fetchall()
+    assert not any(key in str(value) or writer in str(value) for row in stored for value in row)
+    alice = table.caller(key)
+    assert (alice.name, alice.groups, alice.write) == ("alice", ("hr", "legal"), False)
+    assert table.caller(writer).write and table.caller(key + "x") is None
+    assert [info.name for info, _ in table.keys()] == ["alice", "hr-bot"]
+    with pytest.raises(KeyProblem, match="already"):
+        table.add("alice", [], write=False)
+    with pytest.raises(KeyProblem):
+        table.add("bad name!", [], write=False)
+    other = SqliteKeyTable(tmp_path / "keys.sqlite")  # another process's view of the same table
+    assert other.caller(key) is not None
+    assert table.revoke("alice") and not table.revoke("alice")
+    assert other.caller(key) is None
+
+
+@pytest.mark.parametrize(("access", "groups", "seen"), [
+    ((), None, True), (("hr",), None, True),  # a caller of no groups limit reads everything
+    ((), (), True), (("hr",), (), False),  # anonymous: public documents only
+    (("hr", "legal"), ("legal",), True), (("hr",), ("legal", "sales"), False),
+])
+def test_who_may_read_what(access, groups, seen):
+    assert visible(access, groups) is seen
