@@ -20,6 +20,8 @@ import urllib.parse
 
 import pytest
 
+from kb.settings import Settings
+from kb.stores import store_class
 from tests.e2e.conftest import start_server
 from tests.e2e.test_mcp import over_http
 
@@ -95,9 +97,13 @@ def served(request, tmp_path_factory):
         _kb(env, "db", "init")
     _kb(env, "build")
     keys = {}
-    for name, groups, *write in (("alice", "a"), ("bob", "b"), ("ann-writer", "a", "--write"), ("nobody", "")):
-        printed = _kb(env, "keys", "add", name, "--groups", groups, *write)
-        keys[name] = printed.strip().splitlines()[-1]  # alone on the last line
+    printed = _kb(env, "keys", "add", "alice", "--groups", "a")  # the real command once; the others as it does
+    keys["alice"] = printed.strip().splitlines()[-1]  # alone on the last line
+    settings = Settings.from_env(environ={k: v for k, v in env.items() if k.startswith("KB_")})
+    table = store_class(settings).key_table(settings)
+    for name, groups, write in (("bob", ["b"], False), ("ann-writer", ["a"], True), ("nobody", [], False)):
+        keys[name] = table.add(name, groups, write)
+    table.close()
     server = start_server(folder / "index", folder / "server.log", corpus_dir=folder / "corpus", extra_env=env)
     served = Served(server, env, keys)
     status, text = served.ask("POST", "/api/documents", {"id": "api-b", "title": "Falcon memo", "access": ["b"],
