@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from kb.errors import KeyProblem
 
@@ -120,14 +120,15 @@ class KeyTable(abc.ABC):
 class SqliteKeyTable(KeyTable):
     """SQLite (WAL), one connection per thread, made on first use."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, make_folder: Callable[[], Any] | None = None) -> None:
         self.path = Path(path)
+        self._make_folder = make_folder or (lambda: self.path.parent.mkdir(parents=True, exist_ok=True))
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_folder()
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")

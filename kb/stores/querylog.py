@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 
 @dataclass
@@ -129,14 +129,15 @@ class SqliteQueryLog(QueryLog):
         "CREATE INDEX IF NOT EXISTS clicks_at ON clicks (at)",
     )
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, make_folder: Callable[[], Any] | None = None) -> None:
         self.path = Path(path)
+        self._make_folder = make_folder or (lambda: self.path.parent.mkdir(parents=True, exist_ok=True))
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_folder()
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # a log: a power cut may lose its last second, never the record

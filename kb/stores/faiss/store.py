@@ -41,7 +41,16 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from kb.documents.access import ACCESS_FILE
-from kb.documents.folder import KB_FOLDER, corpus_files, exclusive, fsync_dir, fsync_file, own_folder, write_durably
+from kb.documents.folder import (
+    KB_FOLDER,
+    corpus_files,
+    ensure_own_folder,
+    exclusive,
+    fsync_dir,
+    fsync_file,
+    own_folder,
+    write_durably,
+)
 from kb.documents.readers import Parsed
 from kb.errors import BackupProblem, StoreCorrupt, StoreMismatch, StoreMissing, StoreProblem, StoreUnwritable
 from kb.settings import Settings
@@ -194,18 +203,18 @@ class FaissStore(Store):
     @classmethod
     def query_log(cls, settings: Settings) -> QueryLog:
         """SQLite beside the record: corpus/.kb/queries.sqlite."""
-        from kb.documents.folder import KB_FOLDER
         from kb.stores.querylog import SqliteQueryLog
 
-        return SqliteQueryLog(Path(settings.corpus_dir) / KB_FOLDER / "queries.sqlite")
+        corpus = Path(settings.corpus_dir)  # corpus/.kb/ made with its .gitignore: never in the user's git status
+        return SqliteQueryLog(corpus / KB_FOLDER / "queries.sqlite", lambda: ensure_own_folder(corpus))
 
     @classmethod
     def key_table(cls, settings: Settings) -> KeyTable:
         """SQLite beside the record: corpus/.kb/keys.sqlite."""
-        from kb.documents.folder import KB_FOLDER
         from kb.stores.keys import SqliteKeyTable
 
-        return SqliteKeyTable(Path(settings.corpus_dir) / KB_FOLDER / "keys.sqlite")
+        corpus = Path(settings.corpus_dir)
+        return SqliteKeyTable(corpus / KB_FOLDER / "keys.sqlite", lambda: ensure_own_folder(corpus))
 
     def facts(self) -> list[tuple[str, dict[str, str], float]]:
         """The index's age: seconds since its records last changed (a write, a sync, a build)."""

@@ -38,3 +38,15 @@ def test_a_key_is_shown_once_kept_hashed_and_refused_once_revoked(tmp_path):
 ])
 def test_who_may_read_what(access, groups, seen):
     assert visible(access, groups) is seen
+
+
+def test_beside_the_faiss_record_the_key_table_and_the_query_log_keep_out_of_git(tmp_path):
+    """The first of kb's own files in a corpus folder that no build has touched makes corpus/.kb/ with its .gitignore."""
+    from kb.settings import Settings
+    from kb.stores.faiss.store import FaissStore
+
+    for name, made in (("keys", lambda s: FaissStore.key_table(s).add("alice", [], write=False)),
+                       ("log", lambda s: FaissStore.query_log(s).append([], []))):
+        settings = Settings.from_env(environ={}, corpus_dir=tmp_path / name / "corpus", index_dir=tmp_path / name / "index")
+        made(settings)
+        assert (settings.corpus_dir / ".kb" / ".gitignore").read_text().splitlines()[-1] == "*", name
