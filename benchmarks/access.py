@@ -99,8 +99,7 @@ def main() -> None:
             print(f"  {name}: {store.counts()[1]:,} passages; visible to "
                   + ", ".join(f"{label}: {store.counts(groups)[1]:,}" for label, groups in CALLERS.items()), flush=True)
         def forget() -> None:  # as after a write: the next question reads who may read what from the documents again
-            postgres._allowed.clear()
-            postgres._hidden.clear()
+            postgres._remembered.clear()
 
         runs = {"faiss": (searchers["faiss"], lambda: None), "postgres": (searchers["postgres"], lambda: None),
                 "postgres, after a write": (searchers["postgres"], forget)}

@@ -141,7 +141,7 @@ def size(args: argparse.Namespace, work: Path, questions: list[str], doc_ids: li
                 log._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 size_bytes = sum(p.stat().st_size for p in log.path.parent.glob("queries.sqlite*"))
             else:
-                size_bytes = log._run(lambda conn: conn.execute(
+                size_bytes = log._db.run(lambda conn: conn.execute(
                     "SELECT pg_total_relation_size('kb.queries') + pg_total_relation_size('kb.clicks')").fetchone()[0])
             began = time.perf_counter()  # what kb insights does: read the window's rows, group, count
             report(log.summary(window_start(90), LIMIT), [(d, d) for d in doc_ids], lambda *_: None, days=90)

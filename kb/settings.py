@@ -6,6 +6,7 @@ CLI, docs/configuration.md (generated from it) and error messages all read the s
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -33,8 +34,9 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
-def trusted_networks(raw: str) -> list[Any]:
-    """KB_TRUSTED_PROXIES as networks (ValueError naming the entry that is not an address or network)."""
+@functools.lru_cache(maxsize=8)
+def trusted_networks(raw: str) -> tuple[Any, ...]:
+    """KB_TRUSTED_PROXIES as networks (ValueError naming the entry that is not an address or network); parsed once."""
     import ipaddress
 
     networks = []
@@ -44,7 +46,7 @@ def trusted_networks(raw: str) -> list[Any]:
                 networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 raise ValueError(f"KB_TRUSTED_PROXIES: {entry[:60]!r} is not an address or a network like 10.0.0.0/8")
-    return networks
+    return tuple(networks)
 
 
 def default_cache() -> Path:

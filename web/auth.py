@@ -106,27 +106,24 @@ def _from_trusted_proxy(raw: str) -> bool:
         address = ipaddress.ip_address(request.remote_addr or "")
     except ValueError:
         return False
-    networks = current_app.extensions.get("kb_trusted")
-    if networks is None:
-        networks = current_app.extensions["kb_trusted"] = trusted_networks(raw)
-    return any(address in network for network in networks)
+    return any(address in network for network in trusted_networks(raw))
 
 
 def require_write() -> Caller:
     """The caller, when they may write (the bearer header only: never the page's cookie)."""
-    settings = current_app.config["KB_SETTINGS"]
+    disabled = ApiError("writes_disabled", "document writes are disabled: set KB_API_KEY on the server (or make a key "
+                        "with `kb keys add NAME --write`) and send it as 'Authorization: Bearer <key>'")
+    api_key = current_app.config["KB_SETTINGS"].api_key
     if presented_key() is None and request.environ.get(IN_PROCESS) is None:
-        if not settings.api_key:
-            raise ApiError("writes_disabled", "document writes are disabled: set KB_API_KEY on the server (or make a "
-                           "key with `kb keys add NAME --write`) and send it as 'Authorization: Bearer <key>'")
+        if not api_key:
+            raise disabled
         raise ApiError("unauthorized", "send a write key as 'Authorization: Bearer <key>' (KB_API_KEY, or a key "
                        "made with `kb keys add NAME --write`)")
     try:
         who = caller()
     except ApiError:
-        if not settings.api_key:  # no write key is set, and this is not a key of the table either
-            raise ApiError("writes_disabled", "document writes are disabled: set KB_API_KEY on the server (or make a "
-                           "key with `kb keys add NAME --write`) and send it as 'Authorization: Bearer <key>'") from None
+        if not api_key:  # no write key is set, and this is not a key of the table either
+            raise disabled from None
         raise
     if not who.write:
         raise ApiError("forbidden", "this key may read but not write: writes need KB_API_KEY, or a key made with "

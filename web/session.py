@@ -11,7 +11,7 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
 
 from web.auth import SESSION_COOKIE, caller, key_caller
 from web.errors import ApiError
@@ -21,20 +21,18 @@ session = Blueprint("session", __name__)
 CSRF_COOKIE = "kb_csrf"
 
 
-def viewer() -> dict:
-    """For every page's header: who is signed in (name, or None), and whether signing in is possible."""
+@session.app_context_processor
+def _viewer() -> dict:
+    """For every page's header: who is signed in (name, or None), whether by the session cookie, and the CSRF
+    token its sign-out form carries (the cookie's, set by the sign-in page)."""
     try:
         who = caller()
     except ApiError:
         who = None
     signed = request.cookies.get(SESSION_COOKIE) is not None and who is not None
     return {"viewer": {"name": who.name if who is not None and (signed or who.name.startswith("user:")) else None,
-                       "signed_in": signed}}
-
-
-@session.app_context_processor
-def _viewer() -> dict:
-    return viewer() if request else {}
+                       "signed_in": signed},
+            "csrf_token": request.cookies.get(CSRF_COOKIE, "")}
 
 
 def _csrf_token() -> str:
@@ -84,13 +82,3 @@ def sign_out():
     response = redirect(url_for("pages.search_page"), 303)
     response.delete_cookie(SESSION_COOKIE, path="/", samesite="Strict", httponly=True, secure=request.is_secure)
     return _with_csrf(response, secrets.token_urlsafe(24))
-
-
-def csrf_for_page() -> str:
-    """The CSRF token a page's sign-out form carries (the cookie's; set by the sign-in page that made it)."""
-    return request.cookies.get(CSRF_COOKIE, "")
-
-
-@session.app_context_processor
-def _csrf() -> dict:
-    return {"csrf_token": csrf_for_page} if current_app else {}

@@ -71,18 +71,17 @@ def access_file_stat(corpus: Path) -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class FolderAccess:
-    """The corpus folder's rules: folder (relative, posix) -> groups; () for a folder made public again."""
+    """The corpus folder's rules: a folder (its path's parts) -> groups; () for a folder made public again."""
 
-    rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    rules: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
 
     def access_of(self, relative: str) -> tuple[str, ...]:
         """The groups that may read the document in the corpus file at ``relative`` (() : public)."""
         parts = PurePosixPath(relative).parts[:-1]
         best: tuple[int, tuple[str, ...]] = (-1, ())
         for folder, groups in self.rules:
-            depth = len(PurePosixPath(folder).parts)
-            if depth > best[0] and parts[:depth] == PurePosixPath(folder).parts:
-                best = (depth, groups)
+            if len(folder) > best[0] and parts[:len(folder)] == folder:
+                best = (len(folder), groups)
         return best[1]
 
     @classmethod
@@ -100,7 +99,7 @@ class FolderAccess:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise UnreadableDocument(f"{path} is not UTF-8 text; nothing was synced") from None
-        rules: dict[str, tuple[str, ...]] = {}
+        rules: dict[tuple[str, ...], tuple[str, ...]] = {}
         for number, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
@@ -114,7 +113,7 @@ class FolderAccess:
             if any(part in (".", "..") or part.startswith(".") for part in PurePosixPath(folder).parts):
                 raise UnreadableDocument(f"{where}: {folder!r} is not a folder of the corpus; nothing was synced")
             try:
-                rules[folder] = () if groups.strip() == EVERYONE else parse_groups(groups, where)
+                rules[PurePosixPath(folder).parts] = () if groups.strip() == EVERYONE else parse_groups(groups, where)
             except UnreadableDocument as exc:
                 raise UnreadableDocument(f"{exc}; nothing was synced") from None
         return cls(tuple(sorted(rules.items())))

@@ -50,6 +50,7 @@ class MemoryIndex:
         # Access lists as JSON ('[]' first: public), and each slot's, as an index into them.
         self.access_sets = list(access_sets)
         self._access_ids = {text: number for number, text in enumerate(self.access_sets)}
+        self._access_lists = [json.loads(text) for text in self.access_sets]  # parsed once, asked every search
         self.slot_access = Growable(np.int32, slot_access if slot_access is not None else np.zeros(len(self.slot_pids)))
         self.pid_slots = {int(pid): slot for slot, pid in enumerate(self.slot_pids.view())}
         for slot in np.flatnonzero(~self.keyword.alive.view()):
@@ -76,7 +77,7 @@ class MemoryIndex:
         """The live slots a caller of ``groups`` may read, in order; None when that is every one of them."""
         if groups is None:
             return None
-        readable = np.array([visible(json.loads(text), groups) for text in self.access_sets], dtype=bool)
+        readable = np.array([visible(access, groups) for access in self._access_lists], dtype=bool)
         if readable.all():
             return None
         size = self.size
@@ -86,6 +87,7 @@ class MemoryIndex:
         number = self._access_ids.get(text)
         if number is None:
             number = self._access_ids[text] = len(self.access_sets)
+            self._access_lists.append(json.loads(text))  # before the list that names it: a reader never lacks one
             self.access_sets.append(text)
         return number
 

@@ -513,7 +513,8 @@ class FaissSnapshot(Snapshot):
                    keyword: bool, filters: Filters = Filters()) -> Candidates:
         memory, settings = self.memory, self.store.settings
         query_vector = np.asarray(query_vector, dtype=np.float32)
-        allowed = self._allowed(filters) if filters.asked else None
+        # The filters asked, from the record; who may read what, from memory's mask below (asked once, not twice).
+        allowed = self._allowed(replace(filters, groups=None)) if filters.asked else None
         with memory.lock.read():
             size = memory.size
             visible = memory.visible_slots(filters.groups)  # who may read what: a mask, before anything is ranked

@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from kb.settings import Settings, check_schema_name
+from kb.settings import Settings
 from kb.stores.keys import KeyInfo, KeyTable
+from kb.stores.postgres.connection import OwnConnection
 
 
 class PostgresKeyTable(KeyTable):
-    """One connection of its own (autocommit), opened on first use and again after it is lost."""
+    """On a connection of its own (kb/stores/postgres/connection.py)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.dsn, self.s = settings.pg_dsn, check_schema_name(settings.pg_schema)
-        self._lock = threading.Lock()
-        self._conn: Any = None
+        self._db = OwnConnection(settings)
+        self.s = self._db.schema
 
-    def _run(self, sql: str, parameters: Any = ()) -> Any:
-        import psycopg
+    def _run(self, sql: str, parameters: Any = ()) -> tuple[int, list[tuple]]:
+        """(rows affected, rows returned) of one statement."""
+        def statement(conn: Any) -> tuple[int, list[tuple]]:
+            cursor = conn.execute(sql, parameters)
+            return cursor.rowcount, (cursor.fetchall() if cursor.description else [])
 
-        with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.dsn, connect_timeout=10, autocommit=True)
-                try:
-                    cursor = self._conn.execute(sql, parameters)
-                    return cursor.rowcount, (cursor.fetchall() if cursor.description else [])
-                except psycopg.OperationalError:
-                    self._conn.close()
-                    self._conn = None
-                    if attempt == 2:
-                        raise
+        return self._db.run(statement)
 
     def _insert(self, info: KeyInfo, hashed: str) -> bool:
         count, _ = self._run(f"INSERT INTO {self.s}.keys VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -51,7 +42,4 @@ class PostgresKeyTable(KeyTable):
         return KeyInfo(rows[0][0], tuple(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Sequence
 
-from kb.settings import Settings, check_schema_name
+from kb.settings import Settings
+from kb.stores.postgres.connection import OwnConnection
 from kb.stores.querylog import LoggedClick, LoggedSearch, LogSummary, QueryLog, encode, summary_in_sql
 
 
 class PostgresQueryLog(QueryLog):
-    """One connection of its own (autocommit), opened on first use and again after it is lost."""
+    """On a connection of its own (kb/stores/postgres/connection.py)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.dsn, self.s = settings.pg_dsn, check_schema_name(settings.pg_schema)
-        self._lock = threading.Lock()
-        self._conn: Any = None
-
-    def _run(self, work):
-        import psycopg
-
-        with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.dsn, connect_timeout=10, autocommit=True)
-                try:
-                    return work(self._conn)
-                except psycopg.OperationalError:
-                    self._conn.close()
-                    self._conn = None
-                    if attempt == 2:
-                        raise
+        self._db = OwnConnection(settings)
+        self.s = self._db.schema
 
     def append(self, searches: Sequence[LoggedSearch], clicks: Sequence[LoggedClick]) -> None:
         def write(conn: Any) -> None:
@@ -42,11 +26,11 @@ class PostgresQueryLog(QueryLog):
                 cur.executemany(f"INSERT INTO {self.s}.clicks VALUES (%s, %s, %s, %s)",
                                 [(c.query_id, c.at, c.rank, c.doc_id) for c in clicks])
 
-        self._run(write)
+        self._db.run(write)
 
     def summary(self, since: float, limit: int) -> LogSummary:
         s = self.s
-        return self._run(lambda conn: summary_in_sql(
+        return self._db.run(lambda conn: summary_in_sql(
             lambda sql, args=(): conn.execute(sql, args).fetchall(), f"{s}.queries", f"{s}.clicks", since, limit,
             day="floor(at / 86400)::bigint",
             cited=f"{s}.queries, jsonb_array_elements_text(cited::jsonb) AS each_cited", cited_value="each_cited", last_nearest="(array_agg(nearest ORDER BY at DESC))[1]",
@@ -58,14 +42,11 @@ class PostgresQueryLog(QueryLog):
                 gone = conn.execute(f"DELETE FROM {self.s}.queries WHERE at < %s", (before,)).rowcount
                 return gone + conn.execute(f"DELETE FROM {self.s}.clicks WHERE at < %s", (before,)).rowcount
 
-        return self._run(delete)
+        return self._db.run(delete)
 
     def counts(self) -> tuple[int, int]:
-        return self._run(lambda conn: conn.execute(
+        return self._db.run(lambda conn: conn.execute(
             f"SELECT (SELECT count(*) FROM {self.s}.queries), (SELECT count(*) FROM {self.s}.clicks)").fetchone())
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()

@@ -78,7 +78,7 @@ REDERIVE_BATCH = 256  # documents read from the record per batch of a re-index
 EXPORT_FILE = "documents.jsonl"  # what `kb backup` writes on PostgreSQL
 CATCH_UP_ROUNDS = 5  # passes over what was written during a re-index before the switch takes the write lock
 POOL_WAIT = 5.0  # seconds to wait for a connection before a request is answered 503
-ALLOWED_CACHE = 64  # filters whose passing passages a store keeps, per version (a few callers' groups, filters)
+REMEMBERED = 128  # answers of who may read what a store keeps (``remember``): a few callers' groups and filters
 ALIVE_BYPASS = 0.5  # seconds: a connection returned this recently is lent without a check (``_check``)
 MAX_POSITIONS = 16383  # the largest position a tsvector keeps
 
@@ -139,9 +139,10 @@ class PostgresStore(Store):
             self._reads.open(wait=False)
         self._closed = False
         self._postings = PostingsCache(settings.pg_postings_cache_mb << 20)
-        self._hidden: dict[tuple, bool] = {}  # (snapshot version, groups) -> whether any document is hidden from them
-        self._allowed: dict[tuple, np.ndarray | None] = {}  # (snapshot version, filters) -> the passages that pass
-        self._caches_lock = threading.Lock()
+        # What searches learnt of who may read what, by snapshot version (a write makes a new one): the passages a
+        # filter passes, whether anything is hidden from some groups. The oldest answers go first.
+        self._remembered: dict[tuple, Any] = {}
+        self._remembered_lock = threading.Lock()
         self._merging: threading.Thread | None = None
         self._merge_wanted = threading.Event()
         try:
@@ -636,6 +637,17 @@ class PostgresStore(Store):
 
     # ---- reads ----------------------------------------------------------------------------
 
+    def remember(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept under ``key`` (which names the snapshot version) for the next searches."""
+        if key in self._remembered:
+            return self._remembered[key]
+        found = compute()
+        with self._remembered_lock:
+            while len(self._remembered) >= REMEMBERED:
+                self._remembered.pop(next(iter(self._remembered)))
+            self._remembered[key] = found
+        return found
+
     def _read(self, sql: str | Callable[["_Statements"], str], parameters: Any = None) -> list[tuple]:
         """Rows of one query; one that names the live generation's tables (``sql`` given as a function of the
         statements) is asked again of the new live generation when another process switched meanwhile."""
@@ -828,31 +840,20 @@ class PostgresSnapshot(Snapshot):
 
     def _allowed(self, filters: Filters, where: str, parameters: list) -> np.ndarray | None:
         """The keys of the passages that pass ``filters``, in order, when at most EXACT_FILTER_LIMIT do (None when
-        more do); kept per version of the store, so a caller's next question between two writes reads them again
-        from memory, not from the documents."""
-        store, key = self.store, (self.version, filters)
-        if key in store._allowed:
-            return store._allowed[key]
-        rows = self._run(self.q.allowed_keys.format(where=where), [*parameters, EXACT_FILTER_LIMIT + 1])
-        found = None if len(rows) > EXACT_FILTER_LIMIT else np.sort(np.array([k for k, in rows], dtype=np.int64))
-        with store._caches_lock:
-            while len(store._allowed) >= ALLOWED_CACHE:
-                store._allowed.pop(next(iter(store._allowed)))
-            store._allowed[key] = found
-        return found
+        more do); a caller's next question between two writes reads them from memory, not from the documents."""
+        def read() -> np.ndarray | None:
+            rows = self._run(self.q.allowed_keys.format(where=where), [*parameters, EXACT_FILTER_LIMIT + 1])
+            return None if len(rows) > EXACT_FILTER_LIMIT else np.sort(np.array([k for k, in rows], dtype=np.int64))
+
+        return self.store.remember(("allowed", self.version, filters), read)
 
     def _hides(self, groups: Sequence[str]) -> bool:
-        """Whether any document is hidden from a caller of ``groups``, asked once per version of the store."""
-        store, key = self.store, (self.version, tuple(groups))
-        found = store._hidden.get(key)
-        if found is None:
+        """Whether any document is hidden from a caller of ``groups`` (a look at the access lists), once a version."""
+        def ask() -> bool:
             where, parameters = postgres_visible(groups)
-            found = bool(self._run(self.q.any_hidden.format(where=where), parameters)[0][0])
-            with store._caches_lock:
-                if len(store._hidden) > 256:
-                    store._hidden.clear()
-                store._hidden[key] = found
-        return found
+            return bool(self._run(self.q.any_hidden.format(where=where), parameters)[0][0])
+
+        return self.store.remember(("hides", self.version, tuple(groups)), ask)
 
     def _search_depth(self, depth: int) -> None:
         """HNSW's candidate list for this many results (the snapshot set KB_HNSW_EF_SEARCH when it began)."""
