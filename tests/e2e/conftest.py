@@ -162,6 +162,7 @@ def open_page(browser):
 def accessible(tab, name: str) -> None:
     """axe-core's WCAG 2.1 A/AA and best-practice rules: no serious or critical violation; a screenshot."""
     assert AXE.exists(), f"{AXE} is missing: `make install-test` installs it (npm ci in tests/e2e/axe)"
+    tab.wait_for_load_state("load")
     tab.evaluate(AXE.read_text())  # through DevTools, so the page's CSP stays as it is
     result = tab.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})")
     bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
