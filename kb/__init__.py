@@ -292,6 +292,12 @@ class KnowledgeBase:
         finally:
             store.close()
 
+    def export_lines(self, caller: "Caller | None" = None) -> Iterator[bytes]:
+        """The export lines of the documents ``caller`` may read, from the live store (`GET /api/export`)."""
+        from kb.stores.record import export_lines
+
+        return export_lines(self.store, _groups(caller))
+
     def load(self, stream: IO[bytes], tick: Callable[[int], None] | None = None) -> "ImportReport":
         """Import `kb export`'s lines through the write path, a batch to a transaction (`kb import`)."""
         from kb.ingestion.transfer import import_rows, read_rows

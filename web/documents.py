@@ -1,8 +1,8 @@
-"""The document API for scripts: add (JSON or file upload), list, read and delete documents."""
+"""The document API for scripts: add (JSON or file upload), list, read, export and delete documents."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from kb.documents.structure import STRUCTURE_KEYS
 from web.auth import require_read, require_write
@@ -62,6 +62,21 @@ def get_document(doc_id: str):
         body["window"] = [{"ordinal": ordinal, "start": start, "end": end, "text": document.text[start:end]}
                           for ordinal, start, end in base.around(doc_id, view.around, view.window, who)]
     return jsonify(body)
+
+
+@documents.get("/export")
+def export_documents():
+    """`kb export`'s JSON lines of the documents the caller may read, streamed from one consistent state."""
+    who = require_read()
+    lines = knowledge_base().export_lines(who)
+    first = next(lines, b"")  # the store is opened here: a failure to is an error answer, not a cut-off 200
+
+    def body():
+        yield first
+        yield from lines
+
+    return Response(body(), mimetype="application/x-ndjson",
+                    headers={"Content-Disposition": 'attachment; filename="kb-export.jsonl"'})
 
 
 @documents.delete("/documents/<doc_id>")

@@ -136,6 +136,17 @@ def spec() -> dict[str, Any]:
                               **_errors(400, 401, 403, 404, 409, 429, 503, 507)},
             },
         },
+        "/api/export": {
+            "get": {
+                "summary": "Every document the caller may read, as `kb export`'s JSON lines",
+                "description": "One document a line, by id, from one consistent state (docs/formats.md, \"Export lines\"); "
+                               "`kb import` reads it back.",
+                "security": read_security,
+                "responses": {"200": {"description": "The documents, one JSON object a line.",
+                                      "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+                              **_errors(401, 429, 503)},
+            },
+        },
         "/api/insights": {
             "get": {
                 "summary": "Insights: top questions, the ones kb could not answer, clicks, citations, per day",

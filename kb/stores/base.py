@@ -314,9 +314,9 @@ class Store(abc.ABC):
         """The original bytes of an uploaded document (None for any other)."""
 
     @abc.abstractmethod
-    def all_documents(self) -> Iterator[StoredDocument]:
-        """Every document, whole (text, an upload's original bytes, when it last changed), by id, from one
-        consistent state of the store, streamed (for `kb export`)."""
+    def all_documents(self, groups: Sequence[str] | None = None) -> Iterator[StoredDocument]:
+        """Every document ``groups`` may read (None: every one), whole (text, an upload's original bytes, when it
+        last changed), by id, from one consistent state of the store, streamed (for `kb export`, `GET /api/export`)."""
 
     @abc.abstractmethod
     def snapshot(self) -> Snapshot:

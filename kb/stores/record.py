@@ -180,11 +180,17 @@ def export_line(document: "StoredDocument") -> bytes:
     return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def export_lines(store: "Store", groups: Sequence[str] | None = None) -> Iterator[bytes]:
+    """The export line of every document ``groups`` may read (None: every one), by id, from one consistent state."""
+    for document in store.all_documents(groups):
+        yield export_line(document)
+
+
 def export(store: "Store", out: IO[bytes], tick: Callable[[int], None] | None = None) -> int:
     """Write every document of the store to ``out``, by id, from one consistent state; how many."""
     count = 0
-    for document in store.all_documents():
-        out.write(export_line(document))
+    for line in export_lines(store):
+        out.write(line)
         count += 1
         if tick:
             tick(1)

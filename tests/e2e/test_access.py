@@ -1,7 +1,7 @@
 """Who may read what, as leak tests: a corpus of public, group-A and group-B documents, and a secret word only B's
 documents hold. A group-A caller, anonymous, a forged proxy header and a revoked key ask every path that shows text
 (search in every mode, with filters and pages 1 to 3, the page, the document view and its neighbours, the listing
-and its counts, health, the cache after B asked, MCP and the insights); no answer may hold the secret word or a
+and its counts, health, the export, the cache after B asked, MCP and the insights); no answer may hold the secret word or a
 B document's id or title. The same suite runs on both stores, each behind a real `kb serve` with the real model,
 keys made with the real `kb keys` command.
 """
@@ -154,6 +154,12 @@ def test_group_b_sees_its_documents_so_the_leak_tests_can_fail(served):
     assert json.loads(text)["total"] == 5  # public and its four, none of A's
     status, text = served.ask("GET", f"/api/search?q={SECRET}", key=ADMIN, collect=False)
     assert SECRET in text  # the admin key reads everything
+    status, text = served.ask("GET", "/api/export", key=bob, collect=False)
+    exported = [json.loads(line) for line in text.splitlines()]
+    assert status == 200 and [row["id"] for row in exported] == sorted({PUBLIC_ID} | B_IDS)
+    assert next(row for row in exported if row["id"] == "ledger-b")["access"] == ["b"]
+    # The admin key's export is `kb export`'s, byte for byte.
+    assert served.ask("GET", "/api/export", key=ADMIN, collect=False) == (200, _kb(served.env, "export"))
 
 
 def _every_read(served, key=None, headers=None, source="127.0.0.1") -> None:
@@ -181,6 +187,7 @@ def _every_read(served, key=None, headers=None, source="127.0.0.1") -> None:
     for page in (1, 2):
         ask("GET", f"/api/documents?page={page}&per_page=2")
     ask("GET", "/api/health")
+    ask("GET", "/api/export")
     ask("GET", "/api/insights")
     ask("GET", "/insights")
     ask("GET", "/metrics")
@@ -197,6 +204,8 @@ def test_a_group_a_caller_never_sees_a_b_document_on_any_path(served):
     assert {d["id"] for d in listed["documents"]} == {PUBLIC_ID, "team-a--notes.md"} and listed["total"] == 2
     status, text = served.ask("GET", "/api/health", key=alice)
     assert json.loads(text)["documents"] == 2
+    status, text = served.ask("GET", "/api/export", key=alice)
+    assert [json.loads(line)["id"] for line in text.splitlines()] == [PUBLIC_ID, "team-a--notes.md"]
     # k results still come back when k may be read: filtered before ranking, not after.
     status, text = served.ask("GET", f"/api/search?q={SECRET}&k=2&mode=dense", key=alice)
     assert len(json.loads(text)["results"]) == 2
@@ -214,6 +223,8 @@ def test_anonymous_and_a_forged_proxy_header_see_public_documents_only(served):
     assert not leaks, leaks[0][:3000]
     status, text = served.ask("GET", "/api/documents?per_page=100", headers=forged)
     assert [d["id"] for d in json.loads(text)["documents"]] == [PUBLIC_ID]
+    status, text = served.ask("GET", "/api/export", headers=forged)
+    assert [json.loads(line)["id"] for line in text.splitlines()] == [PUBLIC_ID]
     # The same header from the trusted proxy's address names the user and their groups.
     status, text = served.ask("GET", f"/api/search?q={SECRET}&k=5", headers=forged, source="127.0.0.2", collect=False)
     assert status == 200 and SECRET in text

@@ -187,8 +187,10 @@ class RecordDB:
                           (doc_id, *parameters))
         return _document(rows[0]) if rows else None
 
-    def all_documents(self, batch: int = 500) -> Iterator[StoredDocument]:
-        """Every document with its text, by id, from one read transaction on a connection of its own."""
+    def all_documents(self, batch: int = 500, groups: Sequence[str] | None = None) -> Iterator[StoredDocument]:
+        """Every document ``groups`` may read, with its text, by id, from one read transaction on a connection of
+        its own."""
+        where, parameters = sqlite_visible(groups)
         try:
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             conn.execute("BEGIN")  # a read transaction: one state of the file, whatever is written meanwhile
@@ -198,7 +200,8 @@ class RecordDB:
             last = ""
             while True:
                 rows = conn.execute(f"SELECT {BRIEF.format(text='d.text')} FROM documents d"
-                                    " WHERE d.id > ? ORDER BY d.id LIMIT ?", (last, batch)).fetchall()
+                                    f" WHERE d.id > ? AND {where} ORDER BY d.id LIMIT ?",
+                                    (last, *parameters, batch)).fetchall()
                 if not rows:
                     return
                 for row in rows:

@@ -420,8 +420,8 @@ class FaissStore(Store):
         stored = self.db.document(doc_id)
         return self.record.original(stored.path) if stored is not None else None
 
-    def all_documents(self) -> Iterator[StoredDocument]:
-        for document in self.db.all_documents():
+    def all_documents(self, groups: Sequence[str] | None = None) -> Iterator[StoredDocument]:
+        for document in self.db.all_documents(groups=groups):
             yield replace(document, original=self.record.original(document.path),
                           updated=self.record.updated(document.path))
 

@@ -681,14 +681,15 @@ class PostgresStore(Store):
         where, parameters = postgres_visible(groups)
         return [(start, end) for start, end in self._read(lambda q: q.spans.format(where=where), (doc_id, *parameters))]
 
-    def all_documents(self) -> Iterator[StoredDocument]:
+    def all_documents(self, groups: Sequence[str] | None = None) -> Iterator[StoredDocument]:
         from psycopg import IsolationLevel
 
+        where, parameters = postgres_visible(groups)
         with self._read_connection() as conn:
             conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
             with conn.transaction(), conn.cursor(name="kb_all_documents") as cursor:
                 cursor.itersize = 200
-                cursor.execute(self._sql.everything)
+                cursor.execute(self._sql.everything.format(where=where), parameters)
                 for row in cursor:
                     yield replace(_stored(row[:10]), original=None if row[10] is None else bytes(row[10]),
                                   updated=iso_time(_nanoseconds(row[11])))
@@ -1063,7 +1064,7 @@ class _Statements:
         # {where}: who may read what (kb/stores/filters.py's postgres_visible), below every read that shows a document.
         self.document = f"SELECT {brief.format(text='d.text')} {joined} WHERE d.id = %s AND {{where}}"
         self.listing = f"SELECT {brief.format(text=chr(39) * 2)} {joined} WHERE {{where}} ORDER BY d.id LIMIT %s OFFSET %s"
-        self.everything = f"SELECT {brief.format(text='d.text')}, d.original, d.updated_at {joined} ORDER BY d.id"
+        self.everything = f"SELECT {brief.format(text='d.text')}, d.original, d.updated_at {joined} WHERE {{where}} ORDER BY d.id"
         self.visible_total = f"SELECT count(*) FROM {s}.documents d WHERE {{where}}"
         self.visible_counts = (f"SELECT count(*), coalesce(sum(i.passages), 0) FROM {s}.documents d JOIN {g}indexed i "
                                "ON i.doc_id = d.id WHERE {where}")

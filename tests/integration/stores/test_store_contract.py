@@ -182,6 +182,7 @@ def test_the_store_keeps_its_contract_through_writes_replacements_and_deletes(st
             doc_id, d.document.source, d.document.metadata, d.document.access)}
         total, page = store.documents(0, 100, groups)
         assert total == len(visible) and [d.id for d in page] == sorted(visible)
+        assert [d.id for d in store.all_documents(groups)] == sorted(visible)  # what an export gives the caller
         assert store.counts(groups) == (len(visible), sum(len(oracle.documents[i].passages) for i in visible))
         for doc_id in oracle.documents:
             shown = store.document(doc_id, groups)
