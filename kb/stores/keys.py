@@ -14,6 +14,7 @@ by every process. kb/stores/filters.py says what the groups let a caller read.
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import re
 import secrets
@@ -22,9 +23,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from kb.errors import KeyProblem
+from kb.errors import KeyProblem, StoreProblem
 
 KEY_PREFIX = "kb_"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
@@ -125,36 +126,50 @@ class SqliteKeyTable(KeyTable):
         self._make_folder = make_folder or (lambda: self.path.parent.mkdir(parents=True, exist_ok=True))
         self._local = threading.local()
 
-    def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self._make_folder()
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
-                         "groups TEXT NOT NULL, write INTEGER NOT NULL, created REAL NOT NULL)")
-            self._local.conn = conn
-        return conn
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection; a file or folder that cannot be used is a StoreProblem that names it (a 503 over
+        HTTP, one sentence from the CLI), never an unexplained failure."""
+        try:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                self._make_folder()
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
+                             "groups TEXT NOT NULL, write INTEGER NOT NULL, created REAL NOT NULL)")
+                self._local.conn = conn
+            yield conn
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            self.close()  # made again on the next use, once the file is back
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StoreProblem(f"the key table {self.path} cannot be used ({detail}): put back the corpus folder or "
+                               "`kb restore` a backup, or make the keys again with `kb keys add`") from None
 
     def _insert(self, info: KeyInfo, hashed: str) -> bool:
         try:
-            self._connection().execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
-                                       (info.name, hashed, ",".join(info.groups), int(info.write), info.created))
+            with self._connection() as conn:
+                conn.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
+                             (info.name, hashed, ",".join(info.groups), int(info.write), info.created))
         except sqlite3.IntegrityError:
             return False
         return True
 
     def keys(self) -> list[tuple[KeyInfo, str]]:
-        rows = self._connection().execute("SELECT name, groups, write, created, hash FROM keys ORDER BY name")
+        with self._connection() as conn:
+            rows = conn.execute("SELECT name, groups, write, created, hash FROM keys ORDER BY name").fetchall()
         return [(_info(name, groups, write, created), hashed) for name, groups, write, created, hashed in rows]
 
     def revoke(self, name: str) -> bool:
-        return self._connection().execute("DELETE FROM keys WHERE name = ?", (name,)).rowcount > 0
+        with self._connection() as conn:
+            return conn.execute("DELETE FROM keys WHERE name = ?", (name,)).rowcount > 0
 
     def _find(self, hashed: str) -> KeyInfo | None:
-        row = self._connection().execute("SELECT name, groups, write, created FROM keys WHERE hash = ?",
-                                         (hashed,)).fetchone()
+        with self._connection() as conn:
+            row = conn.execute("SELECT name, groups, write, created FROM keys WHERE hash = ?", (hashed,)).fetchone()
         return _info(*row) if row else None
 
     def close(self) -> None:

@@ -50,3 +50,26 @@ def test_beside_the_faiss_record_the_key_table_and_the_query_log_keep_out_of_git
         settings = Settings.from_env(environ={}, corpus_dir=tmp_path / name / "corpus", index_dir=tmp_path / name / "index")
         made(settings)
         assert (settings.corpus_dir / ".kb" / ".gitignore").read_text().splitlines()[-1] == "*", name
+
+
+def test_a_damaged_or_vanished_key_table_is_a_store_problem_that_names_it(tmp_path):
+    """Never an unexplained failure (a 500 over HTTP): a sentence naming the file, and the table works again once the
+    file is back."""
+    import shutil
+
+    from kb.errors import StoreProblem
+
+    folder = tmp_path / "corpus" / ".kb"
+    table = SqliteKeyTable(folder / "keys.sqlite", lambda: folder.mkdir(exist_ok=True))  # as the FAISS store's: no parents
+    folder.mkdir(parents=True)
+    key = table.add("alice", [], write=False)
+    shutil.rmtree(tmp_path / "corpus")  # the corpus folder removed under a running server
+    table.close()  # as a thread of its that has not connected yet
+    with pytest.raises(StoreProblem, match="keys.sqlite cannot be used"):
+        table.caller(key)
+    folder.mkdir(parents=True)
+    (folder / "keys.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreProblem, match="keys.sqlite cannot be used"):
+        table.caller(key)
+    (folder / "keys.sqlite").unlink()
+    assert table.caller(key) is None and table.add("alice", [], write=False)  # a table made again
