@@ -285,7 +285,8 @@ class FaissStore(Store):
             with contextlib.closing(sqlite3.connect(store.folder / RECORDS)) as source, \
                     contextlib.closing(sqlite3.connect(index / RECORDS)) as copy:
                 source.backup(copy)
-            documents, passages = RecordDB(index / RECORDS).counts()
+            with contextlib.closing(RecordDB(index / RECORDS)) as copied:  # closed before the copy is flushed: its
+                documents, passages = copied.counts()  # WAL file goes with it, not midway through the flush below
         finally:
             store.close()
         corpus = Path(settings.corpus_dir)
