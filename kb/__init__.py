@@ -18,7 +18,7 @@ export and import, backup) and kb.evaluation. docs/python.md describes this API.
 from __future__ import annotations
 
 import threading
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from kb.errors import DocumentError, Forbidden, KbError, StoreProblem
 from kb.settings import Settings
@@ -240,9 +240,11 @@ class KnowledgeBase:
         """A document as JSON {id?, title, text, source?, date?, metadata?, access?}; an existing id is replaced."""
         return self.library.add_record(record, _groups(caller))
 
-    def add_file(self, name: str, data: bytes, caller: "Caller | None" = None) -> tuple[list[dict], "BuildReport"]:
-        """A file of a supported type (.txt .md .html .pdf .jsonl), kept as it came."""
-        return self.library.add_file(name, data, _groups(caller))
+    def add_file(self, name: str, data: bytes, caller: "Caller | None" = None,
+                 access: Sequence[str] | None = None) -> tuple[list[dict], "BuildReport"]:
+        """A file of a supported type (.txt .md .html .pdf .jsonl), kept as it came; with ``access``, readable by
+        those groups only (kept as the document read from it, docs/access.md)."""
+        return self.library.add_file(name, data, _groups(caller), access)
 
     def delete(self, doc_id: str, caller: "Caller | None" = None) -> "BuildReport":
         """Delete a document (DocumentError ``not_found`` when there is none, or the caller may not read it)."""

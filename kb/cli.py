@@ -100,6 +100,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     add = sub.add_parser("add", help="add files as uploads (kept as they came: corpus/.kb/uploads/ on FAISS)")
     add.add_argument("paths", nargs="+", help=".txt, .md, .html, .pdf or .jsonl files")
+    add.add_argument("--access", default="", metavar="GROUPS",
+                     help="comma-separated groups that may read them (default: public; a .jsonl line's own wins)")
     add.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
     add.set_defaults(run=_add)
 
@@ -276,8 +278,15 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
     import kb
+    from kb.documents.access import parse_groups
+    from kb.errors import UnreadableDocument
 
-    for raw in args.paths:  # a missing file is found before the model is loaded
+    try:  # a bad group or a missing file is found before the model is loaded
+        access = parse_groups(args.access, "--access")
+    except UnreadableDocument as exc:
+        print(f"kb: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    for raw in args.paths:
         if not Path(raw).is_file():
             print(f"kb: {raw}: no such file", file=sys.stderr)
             return EXIT_FAILED
@@ -285,7 +294,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
     with kb.open(settings) as base:
         for raw in args.paths:
             try:
-                added, report = base.add_file(Path(raw).name, Path(raw).read_bytes())
+                added, report = base.add_file(Path(raw).name, Path(raw).read_bytes(), access=access)
             except KbError as exc:
                 print(f"kb: {raw}: {exc.message}", file=sys.stderr)
                 return EXIT_FAILED

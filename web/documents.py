@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from kb.documents.access import parse_groups
 from kb.documents.structure import STRUCTURE_KEYS
+from kb.errors import UnreadableDocument
 from web.auth import require_read, require_write
 from web.errors import ApiError
 from web.loading import knowledge_base
@@ -34,7 +36,15 @@ def add_document():
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             raise ApiError("missing_file", "send the document as a multipart form field named 'file'")
-        added, report = knowledge_base().add_file(upload.filename, upload.read(), who)
+        unknown = sorted((set(request.files) - {"file"}) | (set(request.form) - {"access"}))
+        if unknown:  # an access field misspelled must not leave a document public unnoticed
+            raise ApiError("unknown_field", f"the upload form has a field kb does not know: {unknown[0][:60]!r} "
+                           "(send 'file', and 'access' with the groups that may read it)")
+        try:
+            access = parse_groups(",".join(request.form.getlist("access")), "access")
+        except UnreadableDocument as exc:
+            raise ApiError("invalid_document", exc.message) from None
+        added, report = knowledge_base().add_file(upload.filename, upload.read(), who, access)
         return jsonify({"documents": added, "index": _summary(report)}), 201
     raise ApiError("unsupported_media_type",
                    f"send application/json or multipart/form-data, not {request.mimetype or 'no content type'}")

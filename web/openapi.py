@@ -113,7 +113,10 @@ def spec() -> dict[str, Any]:
                     "multipart/form-data": {"schema": {
                         "type": "object", "required": ["file"],
                         "properties": {"file": {"type": "string", "format": "binary",
-                                                "description": ".txt, .md, .html, .pdf or .jsonl"}},
+                                                "description": ".txt, .md, .html, .pdf or .jsonl"},
+                                       "access": {"type": "string", "description": "the groups that may read it, "
+                                                  "comma-separated (none: public; a .jsonl line's own access wins)"}},
+                        "additionalProperties": False,
                     }},
                 }},
                 "security": write_security,

@@ -63,9 +63,14 @@ def upload_path(name: str) -> str:
     return f"{KB_FOLDER}/{UPLOADS}/{name}"
 
 
+def is_own(relative: str) -> bool:
+    """Whether a corpus path is one of kb's own files (under .kb/: what kb was given, written and removed by kb)."""
+    return relative.startswith(f"{KB_FOLDER}/")
+
+
 def logical_path(relative: str) -> str:
     """What ids and sources are made from: a path under .kb/ without that prefix (.kb/uploads/a.pdf: uploads/a.pdf)."""
-    return relative[len(KB_FOLDER) + 1:] if relative.startswith(f"{KB_FOLDER}/") else relative
+    return relative[len(KB_FOLDER) + 1:] if is_own(relative) else relative
 
 
 def default_source(relative: str, doc_id: str) -> str:

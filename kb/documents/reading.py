@@ -16,7 +16,7 @@ from typing import Iterable
 
 from kb.documents.access import FolderAccess
 from kb.documents.document import Document, doc_id_for, valid_id
-from kb.documents.folder import KB_FOLDER, SUPPORTED_SUFFIXES, corpus_files, default_source, logical_path
+from kb.documents.folder import SUPPORTED_SUFFIXES, corpus_files, default_source, is_own, logical_path
 from kb.documents.readers import READERS, Parsed, metadata_problem, reader_for
 from kb.errors import UnreadableDocument
 
@@ -81,7 +81,7 @@ def documents_from(parsed: list[Parsed], relative_path: str, max_chars: int | No
 
     Ids and default sources come from the path, kb's own folder left out (kb/documents/folder.py); access from a
     JSON line's own, else the folder's ``rules`` (never for kb's own folder: what it keeps carries its own)."""
-    folder_access = () if relative_path.startswith(f"{KB_FOLDER}/") else rules.access_of(relative_path)
+    folder_access = () if is_own(relative_path) else rules.access_of(relative_path)
     base = doc_id_for(logical_path(relative_path))
     documents = []
     total = sum(len(item.text) for item in parsed)

@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from kb.documents.access import parse_access
 from kb.documents.document import Document
 from kb.documents.readers import parse_record
 from kb.errors import ImportProblem, UnreadableDocument
@@ -48,7 +49,8 @@ def documents_of(row: Any, number: int, record: Record, max_chars: int) -> list[
         upload = row.get("file")
         if upload:
             name = check_file_name(str(upload.get("name", "")))
-            documents = record.uploaded(name, base64.b64decode(upload["data"], validate=True), max_chars)
+            access = parse_access(row["access"], where) if row.get("access") else None  # kept, never dropped
+            documents = record.uploaded(name, base64.b64decode(upload["data"], validate=True), max_chars, access)
         else:
             fields = {key: row.get(key) for key in ("id", "title", "source", "text", "metadata", "access")}
             parsed = parse_record({key: value for key, value in fields.items() if value is not None}, where)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from kb.documents.document import Document, slug, valid_id
+from kb.documents.folder import is_own
 from kb.documents.readers import parse_record, reader_for
 from kb.embedding.batching import MicroBatcher
 from kb.embedding.prepare import build_config, prepare
@@ -77,23 +78,21 @@ class Library:
         report = self.write([self._store().record.json_document(parsed, doc_id)], groups)
         return self.describe(doc_id), report
 
-    def add_file(self, name: str, data: bytes, groups: Sequence[str] | None = None) -> tuple[list[dict], BuildReport]:
+    def add_file(self, name: str, data: bytes, groups: Sequence[str] | None = None,
+                 access: Sequence[str] | None = None) -> tuple[list[dict], BuildReport]:
         """A file of a supported type (an upload, or `kb add`): read before anything is stored, then kept
-        where the store keeps what kb is given (kb/stores/record.py)."""
+        where the store keeps what kb is given (kb/stores/record.py). ``access``: the groups that may read what
+        it holds (a .jsonl line's own access wins); None or (): public."""
         safe = check_file_name(name)
         if reader_for(safe) is None:
             raise DocumentError("unsupported_type", f"kb cannot read {Path(safe).suffix or 'files without a type'}; "
                                 "send .txt, .md, .html, .pdf or .jsonl")
         try:
-            documents = self._store().record.uploaded(safe, data, self.settings.max_upload_mb * 2**20)
+            documents = self._store().record.uploaded(safe, data, self.settings.max_upload_mb * 2**20, access)
         except UnreadableDocument as exc:
             raise DocumentError("unreadable_document", f"{safe}: {exc}") from None
         report = self.write(documents, groups)
         return [self.describe(d.id) for d in documents], report
-
-    def add_path(self, source: Path) -> tuple[list[dict], BuildReport]:
-        """`kb add`: a file on disk, stored as an upload."""
-        return self.add_file(source.name, Path(source).read_bytes())
 
     def remove(self, doc_id: str, groups: Sequence[str] | None = None) -> BuildReport:
         """Delete a document; one from a file loses its file too (else the next sync would bring it back). A writer
@@ -155,6 +154,9 @@ class Library:
                                         "may not read, so it may not replace it; choose another id")
         for document in documents:
             path = known.get(document.id, ("", ""))[1]
+            if path and path != document.path and is_own(path):  # e.g. an upload sent again with(out) access
+                raise DocumentError("id_taken", f"id {document.id!r} is kept as {path}, which this write would not "
+                                    f"replace; delete document {document.id!r} first, then send it again")
             if path and path != document.path:
                 raise DocumentError("id_taken", f"id {document.id!r} belongs to the file {path}; change that file, "
                                     "or choose another id")

@@ -86,15 +86,19 @@ class Record:
         [document] = documents_from(read_jsonl(line), path)
         return replace(document, original=line) if self.in_folder else replace(document, path="")
 
-    def uploaded(self, name: str, data: bytes, max_chars: int) -> list[Document]:
+    def uploaded(self, name: str, data: bytes, max_chars: int, access: Sequence[str] | None = None) -> list[Document]:
         """The documents of an uploaded file with this plain ``name`` (UnreadableDocument when it cannot be
-        read). A .jsonl file is a batch of documents sent as JSON; any other file is one document whose
-        original bytes are kept."""
+        read). A .jsonl file is a batch of documents sent as JSON, each line's own access winning over ``access``.
+        Any other file is one document whose original bytes are kept; or, given ``access``, the document read from
+        it (text, title, structure) kept as JSON with its access, in one file with it on the FAISS store (no second
+        file to fall out of step with the first after a kill), its bytes not kept."""
         reader = reader_for(name)
-        if reader is READERS[".jsonl"]:
-            lines = documents_from(reader(data), upload_path(name), max_chars)  # every line checked, ids given
-            return [self.json_document(Parsed(d.title, d.text, d.metadata, d.id, d.source, d.access), d.id) for d in lines]
-        documents = documents_from(reader(data), upload_path(name), max_chars)
+        parsed = [item if item.access is not None or not access else replace(item, access=tuple(access))
+                  for item in reader(data)]
+        documents = documents_from(parsed, upload_path(name), max_chars)  # every line of a .jsonl checked, ids given
+        if reader is READERS[".jsonl"] or access:
+            return [self.json_document(Parsed(d.title, d.text, d.metadata, d.id, d.source, d.access), d.id)
+                    for d in documents]
         return [replace(d, original=data, path=d.path if self.in_folder else "") for d in documents]
 
     def save(self, documents: Sequence[Document]) -> Changes:

@@ -28,8 +28,8 @@ from tests.e2e.test_mcp import over_http
 SECRET = "zorblax"
 ADMIN = "access-admin-key"
 PROXY_HEADER, GROUPS_HEADER = "X-Forwarded-User", "X-Forwarded-Groups"
-B_IDS = {"team-b--plan.md", "team-b--budget.md", "ledger-b", "api-b"}
-B_TITLES = {"Falcon plan", "Falcon budget", "Falcon ledger", "Falcon memo"}
+B_IDS = {"team-b--plan.md", "team-b--budget.md", "ledger-b", "api-b", "uploads--falcon-notes.md"}
+B_TITLES = {"Falcon plan", "Falcon budget", "Falcon ledger", "Falcon memo", "Falcon notes"}
 PUBLIC_ID = "public.md"
 # Questions B's documents answer best. Those with the secret word in them are asked of the JSON API and MCP only,
 # whose echo of the question (and of the filters asked) is set aside before a body is searched for the word.
@@ -110,10 +110,30 @@ def served(request, tmp_path_factory):
                                                            "text": f"Memo: {SECRET} hiring freezes in spring."},
                               key=ADMIN, collect=False)
     assert status == 201, text
+    status, text = _upload(served, "falcon-notes.md", f"# Falcon notes\n\nThe {SECRET} rota: team B meets on "
+                                                      "Mondays about the hiring plan.\n".encode(), access="b")
+    assert status == 201, text
     yield served
     server.stop()
     if request.param == "postgres":
         _kb(env, "db", "reset", "--yes")
+
+
+def _upload(served: Served, name: str, data: bytes, access: str) -> tuple[int, str]:
+    """A file sent as the multipart form of POST /api/documents, with its `access` field, by the admin key."""
+    boundary = "kb-access-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + (
+            f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"access\"\r\n\r\n{access}\r\n"
+            f"--{boundary}--\r\n").encode()
+    url = urllib.parse.urlsplit(served.server.base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    conn.request("POST", "/api/documents", body=body, headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {ADMIN}"})
+    response = conn.getresponse()
+    text = response.read().decode("utf-8", "replace")
+    conn.close()
+    return response.status, text
 
 
 def _without_echo(text: str) -> str:
@@ -147,11 +167,12 @@ def test_group_b_sees_its_documents_so_the_leak_tests_can_fail(served):
             if mode != "keyword" or SECRET in question:  # what B may read answers each of them
                 assert SECRET in _without_echo(text).lower(), (question, mode)
     status, text = served.ask("GET", f"/api/search?q={SECRET}&k=5", key=bob, collect=False)
-    assert {hit["doc_id"] for hit in json.loads(text)["results"]} >= {"team-b--plan.md", "ledger-b", "api-b"}
+    assert {hit["doc_id"] for hit in json.loads(text)["results"]} >= {"team-b--plan.md", "ledger-b", "api-b",
+                                                                      "uploads--falcon-notes.md"}
     status, text = served.ask("GET", "/api/documents/ledger-b", key=bob, collect=False)
     assert status == 200 and SECRET in text and json.loads(text)["access"] == ["b"]
     status, text = served.ask("GET", "/api/documents?per_page=100", key=bob, collect=False)
-    assert json.loads(text)["total"] == 5  # public and its four, none of A's
+    assert json.loads(text)["total"] == 6  # public and its five, none of A's
     status, text = served.ask("GET", f"/api/search?q={SECRET}", key=ADMIN, collect=False)
     assert SECRET in text  # the admin key reads everything
     status, text = served.ask("GET", "/api/export", key=bob, collect=False)

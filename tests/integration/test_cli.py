@@ -81,6 +81,13 @@ def test_kb_add_and_kb_remove_embed_only_what_they_touch(tmp_path, seed_settings
     assert not (corpus / ".kb" / "uploads" / "airships.md").exists()
     missing = kb("remove", "no-such-doc", env=env)
     assert missing.returncode == 1 and "no document with id" in missing.stderr
+    rota = tmp_path / "rota.md"
+    rota.write_text("# Rota\n\nNight shifts rotate weekly.\n")
+    assert kb("add", str(rota), "--access", "crew,pilots", env=env).returncode == 0
+    kept = json.loads((corpus / ".kb" / "documents" / "uploads--rota.md.jsonl").read_text())
+    assert kept["access"] == ["crew", "pilots"] and kept["text"].startswith("# Rota") or kept["title"] == "Rota"
+    bad = kb("add", str(rota), "--access", "crew, no spaces!", env=env)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "--access" in bad.stderr
 
 
 def test_the_core_library_starts_no_web_layer_and_kb_serve_comes_from_an_entry_point():
@@ -148,7 +155,7 @@ def test_every_command_runs_with_every_documented_flag(tmp_path, capsys, embedde
               "-v", *index]),
         ([], ["search", "oil prices", *index]),
         ([], ["eval", str(SEED_QUESTIONS), "--modes", "hybrid", "--json", "-v", *index]),
-        ([], ["add", str(note), "--json", "-v", *index]),
+        ([], ["add", str(note), "--json", "--access", "crew", "-v", *index]),
         ([], ["remove", "uploads--note.md", "--json", "-v", *index]),
         ([], ["export", "-o", str(exported), "-v", *index]),
         ([], ["export", "--output", str(tmp_path / "again.jsonl"), *index]),

@@ -25,13 +25,17 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 NOTE = {"id": "meeting-notes", "title": "Meeting notes", "date": "2026-11-20", "metadata": {"team": "airships"},
         "text": "The zeppelin budget for 2027 was approved by the board on Tuesday."}
 PDF = make_pdf(["Wind tunnels measure lift.", "The hangar roof in Friedrichshafen is replaced in spring."], title="Hangar")
+CREW_PDF = make_pdf(["Crew rota for the spring flights.", "Night shifts rotate weekly."], title="Crew rota")
+CREW_ID = "uploads--crew-rota.pdf"
 
 
 def fill(client):
-    """A JSON document, an uploaded PDF and a batch of JSON lines, through the API."""
+    """A JSON document, an uploaded PDF, one uploaded with access, and a batch of JSON lines, through the API."""
     assert client.post("/api/documents", json=NOTE, headers=AUTH).status_code == 201
     assert client.post("/api/documents", data={"file": (io.BytesIO(PDF), "hangar.pdf")}, headers=AUTH,
                        content_type="multipart/form-data").status_code == 201
+    assert client.post("/api/documents", data={"file": (io.BytesIO(CREW_PDF), "crew-rota.pdf"), "access": "crew"},
+                       headers=AUTH, content_type="multipart/form-data").status_code == 201
     lines = "".join(json.dumps({"id": f"line-{n}", "title": f"Line {n}", "text": f"Airship log entry {n}.",
                                 **({"access": ["crew"]} if n else {})}) + "\n" for n in range(2)).encode()
     assert client.post("/api/documents", data={"file": (io.BytesIO(lines), "log.jsonl")}, headers=AUTH,
@@ -53,17 +57,22 @@ def test_api_documents_are_files_in_the_corpus_folder_and_come_back_after_the_in
     own = settings.corpus_dir / ".kb"
     assert json.loads((own / "documents" / "meeting-notes.jsonl").read_text())["text"] == NOTE["text"]
     assert (own / "uploads" / "hangar.pdf").read_bytes() == PDF, "an upload is kept as its original bytes"
+    # An upload with access is kept as the document read from it, access and all, in one file.
     assert sorted(p.name for p in (own / "documents").iterdir()) == ["line-0.jsonl", "line-1.jsonl",
-                                                                    "meeting-notes.jsonl"]
+                                                                    "meeting-notes.jsonl", f"{CREW_ID}.jsonl"]
+    crew = json.loads((own / "documents" / f"{CREW_ID}.jsonl").read_text())
+    assert crew["access"] == ["crew"] and crew["metadata"]["page_starts"][0] == 0 and crew["title"] == "Crew rota"
     before = documents(settings)
+    assert before[CREW_ID].access == ("crew",) and before[CREW_ID].source == "uploads/crew-rota.pdf"
     shutil.rmtree(settings.index_dir)  # what `make clean` does
     report = build_index(settings, embedder=embedder)
     after = documents(settings)
-    assert set(after) == set(before) and len(after) == 5 and report.passages_embedded == report.passages
+    assert set(after) == set(before) and len(after) == 6 and report.passages_embedded == report.passages
     for doc_id, document in before.items():
         mine = after[doc_id]
-        assert (mine.title, mine.text, mine.source, mine.metadata, mine.hash, mine.passages) == (
-            document.title, document.text, document.source, document.metadata, document.hash, document.passages)
+        assert (mine.title, mine.text, mine.source, mine.metadata, mine.access, mine.hash, mine.passages) == (
+            document.title, document.text, document.source, document.metadata, document.access, document.hash,
+            document.passages)
 
 
 def test_a_refused_write_leaves_nothing_in_the_record(make_client, monkeypatch):
@@ -100,11 +109,12 @@ def test_export_import_export_gives_the_same_bytes_and_the_same_answers(make_cli
     client, settings = make_client(api_key=KEY)
     fill(client)
     first = io.BytesIO()
-    assert export(open_store(settings), first) == 5
+    assert export(open_store(settings), first) == 6
     lines = first.getvalue().splitlines()
     assert [json.loads(line)["id"] for line in lines] == sorted(json.loads(line)["id"] for line in lines)
     assert [json.loads(line)["file"] is not None for line in lines].count(True) == 1, "the upload carries its bytes"
-    assert {json.loads(line)["id"]: json.loads(line)["access"] for line in lines}["line-1"] == ["crew"]
+    access = {json.loads(line)["id"]: json.loads(line)["access"] for line in lines}
+    assert access["line-1"] == access[CREW_ID] == ["crew"]
     other = tmp_path_factory.mktemp("imported")
     settings2 = settings.with_(corpus_dir=other / "corpus", index_dir=other / "index")
     settings2.corpus_dir.mkdir()
@@ -112,12 +122,12 @@ def test_export_import_export_gives_the_same_bytes_and_the_same_answers(make_cli
     library = Library(settings2, embedder, store=lambda: store2, preparer=lambda d, s: prepare(d, embedder, s))
     store2 = open_store(settings2)
     report = import_rows(read_rows(io.BytesIO(first.getvalue())), library, 20 * 2**20)
-    assert (report.documents, report.added) == (5, 5)
+    assert (report.documents, report.added) == (6, 6)
     second = io.BytesIO()
     export(open_store(settings2), second)
     assert second.getvalue() == first.getvalue()
     again = import_rows(read_rows(io.BytesIO(first.getvalue())), library, 20 * 2**20)
-    assert (again.unchanged, again.passages_embedded) == (5, 0), "a second import (a resumed one) embeds nothing"
+    assert (again.unchanged, again.passages_embedded) == (6, 0), "a second import (a resumed one) embeds nothing"
 
 
 def test_pointing_kb_at_another_folder_switches_and_pointing_back_gives_everything_back(make_client, tmp_path, embedder,
