@@ -41,7 +41,7 @@ def add_document():
             raise ApiError("unknown_field", f"the upload form has a field kb does not know: {unknown[0][:60]!r} "
                            "(send 'file', and 'access' with the groups that may read it)")
         try:
-            access = parse_groups(",".join(request.form.getlist("access")), "access")
+            access = parse_groups(",".join(request.form.getlist("access")), "the upload form")
         except UnreadableDocument as exc:
             raise ApiError("invalid_document", exc.message) from None
         added, report = knowledge_base().add_file(upload.filename, upload.read(), who, access)
