@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from query_scale import prepared_cranfield, varied  # noqa: E402
 from serving import free_port, percentile  # noqa: E402
-from store_scale import postgres_store  # noqa: E402
+from store_scale import CRANFIELD, MODES, postgres_store  # noqa: E402
 from writes import copies, make_store  # noqa: E402
 
 from kb.embedding.embedder import embedder_for  # noqa: E402
@@ -43,8 +43,6 @@ from kb.stores.faiss.store import FaissStore, current_folder  # noqa: E402
 from kb.stores.filters import Filters  # noqa: E402
 from kb.stores.postgres.cluster import LocalCluster, wait_for  # noqa: E402
 
-CRANFIELD = REPO / "benchmarks" / "data" / "cranfield"
-MODES = ("hybrid", "dense", "keyword")
 GROUPS = 100
 CALLERS = {"admin (no filter)": None, "100% (all 100 groups)": tuple(f"g{n}" for n in range(GROUPS)),
            "10% (10 groups)": tuple(f"g{n}" for n in range(10)), "1% (1 group)": ("g0",)}

@@ -551,9 +551,9 @@ class FaissSnapshot(Snapshot):
         rows = self.store.db.filtered_pids(*filters.sqlite_prefilter())
         verdicts: dict[str, bool] = {}
         pids = []
-        for pid, doc_id, source, metadata, access in rows:
+        for pid, doc_id, source, metadata in rows:
             if doc_id not in verdicts:
-                verdicts[doc_id] = filters.matches(doc_id, source, json.loads(metadata), json.loads(access))
+                verdicts[doc_id] = filters.matches(doc_id, source, json.loads(metadata))
             if verdicts[doc_id]:
                 pids.append(pid)
         slots = [self.memory.pid_slots.get(pid) for pid in pids]

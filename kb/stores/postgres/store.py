@@ -79,6 +79,7 @@ EXPORT_FILE = "documents.jsonl"  # what `kb backup` writes on PostgreSQL
 CATCH_UP_ROUNDS = 5  # passes over what was written during a re-index before the switch takes the write lock
 POOL_WAIT = 5.0  # seconds to wait for a connection before a request is answered 503
 REMEMBERED = 128  # answers of who may read what a store keeps (``remember``): a few callers' groups and filters
+_UNKNOWN = object()  # not remembered (an answer may itself be None)
 ALIVE_BYPASS = 0.5  # seconds: a connection returned this recently is lent without a check (``_check``)
 MAX_POSITIONS = 16383  # the largest position a tsvector keeps
 
@@ -639,8 +640,9 @@ class PostgresStore(Store):
 
     def remember(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """``compute()``, kept under ``key`` (which names the snapshot version) for the next searches."""
-        if key in self._remembered:
-            return self._remembered[key]
+        found = self._remembered.get(key, _UNKNOWN)  # one look: another thread may drop the key meanwhile
+        if found is not _UNKNOWN:
+            return found
         found = compute()
         with self._remembered_lock:
             while len(self._remembered) >= REMEMBERED:
@@ -696,12 +698,8 @@ class PostgresStore(Store):
 
     def documents(self, offset: int, limit: int, groups: Sequence[str] | None = None) -> tuple[int, list[StoredDocument]]:
         where, parameters = postgres_visible(groups)
-        if groups is None:
-            total = self._read(lambda q: q.counts)[0][0]
-        else:
-            total = self._read(lambda q: q.visible_total.format(where=where), parameters)[0][0]
         rows = self._read(lambda q: q.listing.format(where=where), (*parameters, limit, offset))
-        return int(total), [_stored(row) for row in rows]
+        return self.counts(groups)[0], [_stored(row) for row in rows]
 
     def counts(self, groups: Sequence[str] | None = None) -> tuple[int, int]:
         where, parameters = postgres_visible(groups)
@@ -1065,7 +1063,6 @@ class _Statements:
         self.document = f"SELECT {brief.format(text='d.text')} {joined} WHERE d.id = %s AND {{where}}"
         self.listing = f"SELECT {brief.format(text=chr(39) * 2)} {joined} WHERE {{where}} ORDER BY d.id LIMIT %s OFFSET %s"
         self.everything = f"SELECT {brief.format(text='d.text')}, d.original, d.updated_at {joined} WHERE {{where}} ORDER BY d.id"
-        self.visible_total = f"SELECT count(*) FROM {s}.documents d WHERE {{where}}"
         self.visible_counts = (f"SELECT count(*), coalesce(sum(i.passages), 0) FROM {s}.documents d JOIN {g}indexed i "
                                "ON i.doc_id = d.id WHERE {where}")
         self.counts = f"SELECT documents, passages FROM {s}.stats WHERE generation = {n}"
