@@ -12,7 +12,7 @@ from kb.errors import StoreUnavailable
 from kb.settings import Settings
 from kb.stores.postgres import schema as pg_schema
 from kb.stores.postgres.cluster import LocalCluster
-from kb.stores.postgres.store import where_is
+from kb.stores.postgres.connection import where_is
 
 
 def start_local(data: Path, port: int) -> tuple[LocalCluster, str]:

@@ -56,6 +56,7 @@ from kb.stores.base import (
 from kb.stores.bm25 import Term, idf, rank, scores_of
 from kb.stores.filters import Filters, document_date, postgres_visible, postgres_where
 from kb.stores.keys import KeyTable
+from kb.stores.postgres.connection import first_line, where_is
 from kb.stores.postgres.postings import PostingsCache, decode, fill_segment, merge_once
 from kb.stores.postgres.schema import (
     GENERATION_TABLES,
@@ -82,17 +83,6 @@ REMEMBERED = 128  # answers of who may read what a store keeps (``remember``): a
 _UNKNOWN = object()  # not remembered (an answer may itself be None)
 ALIVE_BYPASS = 0.5  # seconds: a connection returned this recently is lent without a check (``_check``)
 MAX_POSITIONS = 16383  # the largest position a tsvector keeps
-
-
-def where_is(dsn: str) -> str:
-    """host:port/database of a connection string, never its password (for messages)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(dsn)
-    except Exception:  # noqa: BLE001 - a malformed string is reported by the connection itself
-        return "the configured database"
-    return f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
 
 
 def tsvector_literal(terms: Sequence[str]) -> str:
@@ -191,7 +181,7 @@ class PostgresStore(Store):
                                                                "config": config, "hnsw_m": settings.hnsw_m})
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL at {where_is(settings.pg_dsn)} is unreachable: "
-                                   f"{_first_line(exc)}") from None
+                                   f"{first_line(exc)}") from None
         return cls(settings)
 
     # ---- lifecycle (kb/stores/base.py) ----------------------------------------------------------
@@ -231,7 +221,7 @@ class PostgresStore(Store):
             conn = psycopg.connect(settings.pg_dsn, connect_timeout=10, autocommit=True)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL at {where_is(settings.pg_dsn)} is unreachable: "
-                                   f"{_first_line(exc)}") from None
+                                   f"{first_line(exc)}") from None
         with conn:
             conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (BUILD_LOCK, settings.pg_schema))
             try:
@@ -281,7 +271,7 @@ class PostgresStore(Store):
             conn = psycopg.connect(settings.pg_dsn, connect_timeout=10, autocommit=True)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL at {where_is(settings.pg_dsn)} is unreachable: "
-                                   f"{_first_line(exc)}") from None
+                                   f"{first_line(exc)}") from None
         if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (WATCH_LOCK, settings.pg_schema)).fetchone()[0]:
             conn.close()
             return None
@@ -381,7 +371,7 @@ class PostgresStore(Store):
                                    f"{POOL_WAIT:.0f} s); nothing was changed, retry once it answers") from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"lost the connection to {self._read_location}: "
-                                   f"{_first_line(exc)}") from None
+                                   f"{first_line(exc)}") from None
 
     def _write(self, action: Callable[[Any], Any]) -> Any:
         """``action(conn)`` in one transaction on the primary, under the write lock (a re-index's own tables:
@@ -411,8 +401,8 @@ class PostgresStore(Store):
             except psycopg.OperationalError as exc:
                 if attempt == 2:
                     raise StoreUnavailable(f"the PostgreSQL primary at {where_is(self.settings.pg_dsn)} is "
-                                           f"unreachable ({_first_line(exc)}): the write was not stored") from None
-                log.warning("lost the connection to the primary during a write, retrying once: %s", _first_line(exc))
+                                           f"unreachable ({first_line(exc)}): the write was not stored") from None
+                log.warning("lost the connection to the primary during a write, retrying once: %s", first_line(exc))
 
     def _run_on_primary(self, *statements: str) -> list[tuple]:
         """Statements on a connection of their own to the primary, each committed; the last one's rows."""
@@ -427,7 +417,7 @@ class PostgresStore(Store):
                 return rows
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"the PostgreSQL primary at {where_is(self.settings.pg_dsn)} is unreachable: "
-                                   f"{_first_line(exc)}") from None
+                                   f"{first_line(exc)}") from None
 
     def _follow(self, conn: Any, writing: bool = False, ef_search: int | None = None) -> Any:
         """The live generation as ``conn`` sees it; another process's re-index is followed when this store's
@@ -528,7 +518,7 @@ class PostgresStore(Store):
                     if not merged:
                         break
         except Exception as exc:  # noqa: BLE001 - a merge failing must never stop searches or writes
-            log.warning("merging keyword postings failed (searches and writes go on): %s", _first_line(exc))
+            log.warning("merging keyword postings failed (searches and writes go on): %s", first_line(exc))
 
     def _delete(self, conn: Any, doc_ids: list[str], bump: bool = False) -> list[str]:
         q = self._sql
@@ -764,7 +754,7 @@ class PostgresSnapshot(Snapshot):
                 store._reads.check()  # the others may be lost too (a restarted server): replaced now
                 if attempt == 2:
                     raise StoreUnavailable(f"lost the connection to {store._read_location}: "
-                                           f"{_first_line(exc)}") from None
+                                           f"{first_line(exc)}") from None
             except BaseException:
                 self.close()
                 raise
@@ -779,7 +769,7 @@ class PostgresSnapshot(Snapshot):
             return self._conn.execute(sql, parameters, binary=binary).fetchall()
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"lost the connection to {self.store._read_location}: "
-                                   f"{_first_line(exc)}") from None
+                                   f"{first_line(exc)}") from None
 
     def candidates(self, query_vector: np.ndarray, query_terms: Sequence[str], depth: int, dense: bool,
                    keyword: bool, filters: Filters = Filters()) -> Candidates:
@@ -964,10 +954,6 @@ def _nanoseconds(moment: Any) -> int:
 def _array(vector: Any) -> np.ndarray:
     """A pgvector value as float32 (its loader gives a Vector object)."""
     return np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _configure(conn: Any) -> None:

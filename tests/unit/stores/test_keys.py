@@ -73,3 +73,23 @@ def test_a_damaged_or_vanished_key_table_is_a_store_problem_that_names_it(tmp_pa
         table.caller(key)
     (folder / "keys.sqlite").unlink()
     assert table.caller(key) is None and table.add("alice", [], write=False)  # a table made again
+
+
+def test_an_unreachable_postgresql_key_table_is_store_unavailable_naming_where(tmp_path):
+    """A request with a key on PostgreSQL, the primary down: a 503 that says where, never a 500 (no server is
+    listening on the port asked)."""
+    import socket
+
+    from kb.errors import StoreUnavailable
+    from kb.settings import Settings
+    from kb.stores.postgres.keys import PostgresKeyTable
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed: nothing listens there
+    settings = Settings.from_env(environ={"KB_STORE": "postgres", "KB_PG_DSN": f"postgresql://kb@127.0.0.1:{port}/kb"},
+                                 corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
+    table = PostgresKeyTable(settings)
+    with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{port}/kb is unreachable"):
+        table.caller("kb_not-a-key")
+    table.close()
